@@ -1,0 +1,167 @@
+"""Built-in task head `sequence-classification`: single texts or text pairs, encoders and decoders.
+
+Encoders (BERT, XLM-R) classify from their pooled first token; decoders (Gemma 3, Llama, Qwen2) from the
+last non-padding token (transformers' own *ForSequenceClassification classes), or from the mean of all
+tokens with `pooling: mean`. The label set is read from the training data and stored with the run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Mapping, Sequence
+
+from xft_core.hookspecs import hookimpl
+from xft_core.specs import TaskHeadSpec
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClassificationOptions:
+    text_field: str = "text"
+    pair_field: str = "text_pair"  # used when rows have it (NLI, paraphrase)
+    label_field: str = "label"
+    labels: list[str] = ()  # fixed label order; empty = sorted labels seen in the training data
+    pooling: Literal["auto", "mean"] = "auto"  # auto: first token for encoders, last non-pad token for decoders
+
+    def __post_init__(self):
+        object.__setattr__(self, "labels", list(self.labels))
+
+
+class SequenceClassification:
+    required_fields: tuple[str, ...]
+    metric_names = ("macro_f1", "accuracy")
+
+    def __init__(self, options: ClassificationOptions):
+        self.options = options
+        self.required_fields = (options.text_field, options.label_field)
+        self.labels: list[str] = list(options.labels)
+
+    # ---------------------------------------------------------------------------------------- data
+    def validate_row(self, row: Mapping[str, Any]) -> str | None:
+        o = self.options
+        for key in (o.text_field, o.label_field):
+            if key not in row:
+                return f"missing field '{key}' (fields present: {', '.join(row) or 'none'})"
+        text = row[o.text_field]
+        if not isinstance(text, str) or not text.strip():
+            return f"field '{o.text_field}' is empty"
+        if o.pair_field in row and (not isinstance(row[o.pair_field], str) or not row[o.pair_field].strip()):
+            return f"field '{o.pair_field}' is empty"
+        label = str(row[o.label_field]).strip()
+        if not label:
+            return f"field '{o.label_field}' is empty"
+        if self.labels and label not in self.labels:
+            return f'field "{o.label_field}" is "{label}", not one of: {", ".join(self.labels)}'
+        return None
+
+    def fit_labels(self, rows) -> None:
+        if not self.labels:
+            self.labels = sorted({str(r[self.options.label_field]).strip() for r in rows})
+
+    def label_info(self) -> dict[str, Any]:
+        return {"labels": list(self.labels)}
+
+    def load_label_info(self, info: Mapping[str, Any]) -> None:
+        self.labels = list(info["labels"])
+
+    def encode(self, rows, tokenizer, max_length: int) -> list[dict]:
+        o = self.options
+        texts = [r[o.text_field] for r in rows]
+        pairs = [r.get(o.pair_field) for r in rows]
+        kwargs = dict(truncation=True, max_length=max_length)
+        if any(p is not None for p in pairs):
+            encoded = tokenizer(texts, [p or "" for p in pairs], **kwargs)
+        else:
+            encoded = tokenizer(texts, **kwargs)
+        index = {label: i for i, label in enumerate(self.labels)}
+        features = []
+        for i, row in enumerate(rows):
+            feature = {k: encoded[k][i] for k in encoded.keys()}
+            label = str(row.get(o.label_field, "")).strip()
+            if label in index:
+                feature["labels"] = index[label]
+            features.append(feature)
+        return features
+
+    def collate(self, features, tokenizer) -> dict[str, Any]:
+        import torch
+
+        labels = [f["labels"] for f in features if "labels" in f]
+        inputs = [{k: v for k, v in f.items() if k != "labels"} for f in features]
+        batch = tokenizer.pad(inputs, return_tensors="pt")
+        batch = dict(batch)
+        if len(labels) == len(features):
+            batch["labels"] = torch.tensor(labels, dtype=torch.long)
+        return batch
+
+    # --------------------------------------------------------------------------------------- model
+    def build_model(self, model_path: Path, tokenizer: Any) -> Any:
+        from transformers import AutoConfig, AutoModelForSequenceClassification
+
+        id2label = dict(enumerate(self.labels))
+        config = AutoConfig.from_pretrained(model_path)
+        if getattr(config, "pad_token_id", None) is None and tokenizer.pad_token_id is not None:
+            config.pad_token_id = tokenizer.pad_token_id
+        config.num_labels = len(self.labels)
+        config.id2label = id2label
+        config.label2id = {v: k for k, v in id2label.items()}
+        if self.options.pooling == "mean":
+            from xft_core.pooling import MeanPoolClassifier
+
+            return MeanPoolClassifier.from_backbone(model_path, config)
+        return AutoModelForSequenceClassification.from_pretrained(model_path, config=config)
+
+    def head_modules(self, model: Any) -> list[str]:
+        names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+        found = [n for n in ("classifier", "score") if n in names]
+        return found
+
+    def lora_task_type(self) -> str | None:
+        return "SEQ_CLS"
+
+    # ---------------------------------------------------------------------------------- prediction
+    def predict(self, model, tokenizer, rows, *, batch_size: int, max_length: int, adapter_names=None) -> list[dict]:
+        import torch
+
+        model_was_training = model.training
+        model.eval()
+        results: list[dict] = []
+        device = next(model.parameters()).device
+        try:
+            for start in range(0, len(rows), batch_size):
+                chunk = rows[start : start + batch_size]
+                batch = self.collate(self.encode(chunk, tokenizer, max_length), tokenizer)
+                batch.pop("labels", None)
+                batch = {k: v.to(device) for k, v in batch.items()}
+                kwargs = {}
+                if adapter_names is not None:
+                    kwargs["adapter_names"] = list(adapter_names[start : start + batch_size])
+                with torch.no_grad():
+                    logits = model(**batch, **kwargs).logits.float()
+                probabilities = torch.softmax(logits, dim=-1).cpu()
+                for row_logits, row_probs in zip(logits.cpu(), probabilities):
+                    best = int(row_probs.argmax())
+                    results.append(
+                        {
+                            "label": self.labels[best],
+                            "scores": {label: float(p) for label, p in zip(self.labels, row_probs)},
+                            "logits": [float(x) for x in row_logits],
+                        }
+                    )
+        finally:
+            model.train(model_was_training)
+        return results
+
+    def metric_inputs(self, predictions, rows) -> tuple[list, list]:
+        field = self.options.label_field
+        return [p["label"] for p in predictions], [str(r[field]).strip() for r in rows]
+
+
+@hookimpl
+def xft_task_heads():
+    yield TaskHeadSpec(
+        name="sequence-classification",
+        options=ClassificationOptions,
+        build=SequenceClassification,
+        description="Text or text-pair classification (topic, sentiment, NLI) for encoders and decoders.",
+    )

@@ -1,0 +1,274 @@
+"""Typed run configuration: a YAML file plus `--set key=value` overrides, validated with clear errors.
+
+Every section is a frozen dataclass; unknown keys and bad values are errors that name the key and list
+the valid choices. Plugin options (strategy, sampler, task head) are validated against the options
+dataclass the plugin declares, once the plugin is known.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+
+class ConfigError(ValueError):
+    """A config file, key or value is wrong; the message says where and what is valid."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataConfig:
+    path: str = ""  # folder of <lang>.<split>.{jsonl,csv,tsv}, or one file with a `language` column
+    files: dict[str, dict[str, str]] = field(default_factory=dict)  # explicit {split: {language: file}}
+    train_languages: list[str] = field(default_factory=list)  # empty: every language with a train file
+    eval_languages: list[str] = field(default_factory=list)  # empty: the train languages
+    train_split: str = "train"
+    dev_split: str = "dev"
+    test_split: str = "test"
+    language_field: str = "language"
+    max_train_examples: int = 0  # per language; 0 = all
+    max_eval_examples: int = 0  # per language and split; 0 = all
+
+    def __post_init__(self):
+        if not self.path and not self.files:
+            raise ConfigError("data: set `data.path` (a folder or file) or `data.files` ({split: {language: file}})")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingConfig:
+    max_steps: int = 100
+    batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 2e-4
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.1
+    lr_scheduler: Literal["linear", "cosine", "constant"] = "linear"
+    max_grad_norm: float = 1.0
+    max_length: int = 128
+    precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
+    seed: int = 42
+    eval_every: int = 0  # steps; 0 = only at the end
+    save_every: int = 0  # steps; 0 = only at the end
+    keep_checkpoints: int = 2
+    log_every: int = 10
+    eval_batch_size: int = 32
+    early_stopping_patience: int = 0  # evaluations without improvement; 0 = off
+    early_stopping_metric: str = ""  # default: the head's primary metric, averaged over dev languages
+    load_best_at_end: bool = False
+    cpu: bool = False  # force CPU even where a GPU is present
+
+    def __post_init__(self):
+        for name in ("max_steps", "batch_size", "gradient_accumulation_steps", "max_length", "eval_batch_size"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"training.{name} must be a positive integer, got {getattr(self, name)}")
+        for name in ("eval_every", "save_every", "early_stopping_patience", "log_every"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"training.{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ConfigError(f"training.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.learning_rate <= 0:
+            raise ConfigError(f"training.learning_rate must be positive, got {self.learning_rate}")
+        if self.load_best_at_end and not self.eval_every:
+            raise ConfigError("training.load_best_at_end needs training.eval_every > 0 (best is chosen among evaluations)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    name: str = "run"
+    output_dir: str = "runs"
+    model: str = "gemma3-270m"
+    task: str = "sequence-classification"
+    task_options: dict[str, Any] = field(default_factory=dict)
+    strategy: str = "lora"
+    strategy_options: dict[str, Any] = field(default_factory=dict)
+    adapters: Literal["single", "per_language"] = "single"
+    init_from: str = ""  # per_language: start every language adapter from this saved adapter folder
+    sampler: str = "temperature"
+    sampler_options: dict[str, Any] = field(default_factory=dict)
+    data: DataConfig
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    data_check: bool = True  # run the cheap data checks before training and warn
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / self.name
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# ------------------------------------------------------------------------------------------- building
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{key}: {value!r} is not valid. Choose one of: {', '.join(map(str, args))}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for arg in args:
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(f"{key}: {value!r} matches none of: {', '.join(_type_name(a) for a in args)}")
+    if tp is type(None):
+        if value is None:
+            return None
+        raise ConfigError(f"{key}: expected null, got {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key}: expected a mapping of {', '.join(f.name for f in dataclasses.fields(tp))}")
+        return build_dataclass(tp, value, prefix=key)
+    if origin in (list, tuple):
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        inner = args[0] if args else Any
+        items = [_coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "yes", "1", "false", "no", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        try:
+            return int(value)
+        except ValueError:
+            raise ConfigError(f"{key}: expected an integer, got {value!r}") from None
+    if tp is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key}: expected a number, got {value!r}") from None
+    if tp is str:
+        if not isinstance(value, (str, int, float)):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def build_dataclass(cls: type, values: Mapping[str, Any], *, prefix: str = "") -> Any:
+    """Build dataclass `cls` from a mapping; unknown keys and wrong types are ConfigErrors naming the key."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    dotted = f"{prefix}." if prefix else ""
+    unknown = [k for k in values if k not in fields]
+    if unknown:
+        raise ConfigError(
+            f"Unknown key '{dotted}{unknown[0]}'. Valid keys{' of ' + prefix if prefix else ''}: {', '.join(fields)}"
+        )
+    kwargs = {name: _coerce(values[name], hints[name], f"{dotted}{name}") for name in values}
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{prefix or cls.__name__}: {exc}") from exc
+
+
+def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
+    """`["training.max_steps=10", "strategy_options.r=4"]` -> nested dict; values parsed as YAML scalars."""
+    import yaml
+
+    nested: dict[str, Any] = {}
+    for pair in pairs or ():
+        if "=" not in pair:
+            raise ConfigError(f"--set {pair!r}: expected key=value, for example --set training.max_steps=50")
+        key, raw = pair.split("=", 1)
+        value = yaml.safe_load(raw) if raw.strip() else ""
+        node = nested
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {pair!r}: '{part}' is already set to a scalar")
+        node[parts[-1]] = value
+    return nested
+
+
+def deep_merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_config(source: str | Path | Mapping[str, Any] | RunConfig, overrides: Mapping[str, Any] | None = None) -> RunConfig:
+    """A RunConfig from a YAML path, a mapping or an existing RunConfig, with nested overrides applied.
+
+    Relative data paths in a YAML file are taken relative to the file's folder."""
+    import yaml
+
+    if isinstance(source, RunConfig):
+        raw: dict[str, Any] = source.to_dict()
+        where = "config"
+    elif isinstance(source, Mapping):
+        raw = dict(source)
+        where = "config"
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise ConfigError(f"Config file not found: {path}")
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = f" line {mark.line + 1}" if mark is not None else ""
+            raise ConfigError(f"{path}{line}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of keys (name, model, data, ...)")
+        where = str(path)
+        data = raw.get("data")
+        if isinstance(data, dict):
+            data = dict(data)
+            if data.get("path") and not Path(data["path"]).is_absolute():
+                data["path"] = str((path.parent / data["path"]).resolve())
+            raw["data"] = data
+    if overrides:
+        raw = deep_merge(raw, overrides)
+    if "data" not in raw:
+        raise ConfigError(f"{where}: missing required key 'data' (for example data: {{path: data/}})")
+    try:
+        return build_dataclass(RunConfig, raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def save_config(config: RunConfig, path: Path) -> None:
+    import yaml
+
+    from xft_core.io import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False, allow_unicode=True))
+
+
+def build_options(options_cls: type, values: Mapping[str, Any], *, key: str) -> Any:
+    """Validate plugin options against the plugin's options dataclass."""
+    return build_dataclass(options_cls, values or {}, prefix=key)

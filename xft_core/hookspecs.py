@@ -1,0 +1,174 @@
+"""Every xft extension point, in one place.
+
+Registration hooks yield descriptor dataclasses from `xft_core.specs`; names are unique across installed
+plugins (a duplicate is an error naming both providers). Lifecycle hooks are called by the engine with the
+running `Run` object, for trackers, callbacks and early stopping.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Iterable
+
+import pluggy
+
+if TYPE_CHECKING:
+    from xft_core.specs import (
+        CommandSpec,
+        MetricSpec,
+        ModelSourceSpec,
+        SamplerSpec,
+        StrategySpec,
+        TaskHeadSpec,
+    )
+
+PROJECT = "xft"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+# ------------------------------------------------------------------------------------------ registration
+@hookspec
+def xft_strategies() -> Iterable[StrategySpec]:
+    """Declare fine-tuning strategies (which parameters train).
+
+    Example::
+
+        @hookimpl
+        def xft_strategies():
+            yield StrategySpec(name="bitfit", options=BitFitOptions, build=BitFit)
+    """
+
+
+@hookspec
+def xft_samplers() -> Iterable[SamplerSpec]:
+    """Declare language samplers (which language the next batch comes from).
+
+    Example::
+
+        @hookimpl
+        def xft_samplers():
+            yield SamplerSpec(name="uniform", build=lambda sizes, options, seed: Uniform(sizes, seed))
+    """
+
+
+@hookspec
+def xft_task_heads() -> Iterable[TaskHeadSpec]:
+    """Declare task heads (model class, collator, loss, decoding and metrics of one task).
+
+    Example::
+
+        @hookimpl
+        def xft_task_heads():
+            yield TaskHeadSpec(name="sequence-classification", options=ClsOptions, build=SequenceClassification)
+    """
+
+
+@hookspec
+def xft_model_sources() -> Iterable[ModelSourceSpec]:
+    """Declare where base models come from (a folder, a GGUF file, a package that ships weights).
+
+    Example::
+
+        @hookimpl
+        def xft_model_sources():
+            yield ModelSourceSpec(name="my-zoo", resolve=lambda ref, cache: Path(ZOO, ref) if ref in ZOO_IDS else None)
+    """
+
+
+@hookspec
+def xft_metrics() -> Iterable[MetricSpec]:
+    """Declare metrics usable in reports and for early stopping.
+
+    Example::
+
+        @hookimpl
+        def xft_metrics():
+            yield MetricSpec(name="accuracy", compute=lambda p, r: sum(a == b for a, b in zip(p, r)) / len(r))
+    """
+
+
+@hookspec
+def xft_commands() -> Iterable[CommandSpec]:
+    """Declare extra `xft` sub-commands.
+
+    Example::
+
+        @hookimpl
+        def xft_commands():
+            yield CommandSpec(name="hello", register=lambda sub: sub.add_parser("hello").set_defaults(func=say_hello))
+    """
+
+
+# -------------------------------------------------------------------------------------------- lifecycle
+@hookspec(historic=True)
+def xft_configure(config: Any) -> None:
+    """Called once with the resolved run config before anything loads; may read, not replace it.
+
+    Example::
+
+        @hookimpl
+        def xft_configure(config):
+            os.environ.setdefault("WANDB_PROJECT", config.name)
+    """
+
+
+@hookspec
+def xft_before_train(run: Any) -> None:
+    """Called after the model, data and optimizer are ready, before the first step.
+
+    Example::
+
+        @hookimpl
+        def xft_before_train(run):
+            run.console.print(f"{run.trainable_parameters:,} trainable parameters")
+    """
+
+
+@hookspec
+def xft_after_step(run: Any, step: int, logs: dict[str, float]) -> None:
+    """Called after each optimizer step with the logged values (loss, lr, language).
+
+    Example::
+
+        @hookimpl
+        def xft_after_step(run, step, logs):
+            tracker.log(logs, step=step)
+    """
+
+
+@hookspec
+def xft_after_eval(run: Any, step: int, metrics: dict[str, dict[str, float]]) -> None:
+    """Called after each evaluation with metrics per language; set `run.should_stop = True` to stop early.
+
+    Example::
+
+        @hookimpl
+        def xft_after_eval(run, step, metrics):
+            if metrics["en"]["macro_f1"] > 0.99:
+                run.should_stop = True
+    """
+
+
+@hookspec
+def xft_after_train(run: Any) -> None:
+    """Called once after the final adapters/model are saved.
+
+    Example::
+
+        @hookimpl
+        def xft_after_train(run):
+            upload(run.paths.adapters)
+    """
+
+
+# ---------------------------------------------------------------------------------- one-answer questions
+@hookspec(firstresult=True)
+def xft_detect_language(text: str, candidates: list[str] | None) -> str | None:
+    """Return the language code of `text` (restricted to `candidates` when given), or None to pass.
+
+    Example::
+
+        @hookimpl
+        def xft_detect_language(text, candidates):
+            return "de" if "ß" in text else None
+    """

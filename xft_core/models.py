@@ -1,0 +1,39 @@
+"""Resolve a model reference to a local Hugging Face folder through the `xft_model_sources` plugins."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from xft_core.plugins import PluginError, collect
+
+
+def cache_dir() -> Path:
+    """Where converted models and other caches live: $XFT_CACHE, else ~/.cache/xft."""
+    return Path(os.environ.get("XFT_CACHE") or Path.home() / ".cache" / "xft")
+
+
+def resolve_model(reference: str, pm: Any) -> Path:
+    sources = sorted(collect(pm, "model_sources").values(), key=lambda p: -p.spec.priority)
+    tried = []
+    for provided in sources:
+        folder = provided.spec.resolve(reference, cache_dir())
+        if folder is not None:
+            return Path(folder)
+        tried.append(provided.spec.name)
+    raise PluginError(
+        f"Model '{reference}' (config key: model) was not recognised by any model source "
+        f"(tried: {', '.join(tried) or 'none installed'}). Give a local folder with config.json, a .gguf file, "
+        "or 'gemma3-270m' for the embedded default."
+    )
+
+
+def load_tokenizer(folder: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    if tokenizer.pad_token is None:
+        # decoder-only families often ship without a pad token; padding is masked, so EOS is safe to reuse
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    return tokenizer
