@@ -7,6 +7,7 @@ initialised locally from a seed, so folders are small (< 1 MB) and reproducible.
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import shutil
@@ -116,17 +117,20 @@ def _train(kind: str, texts: list[str], vocab_size: int, names: list[str], unk: 
         tok.train_from_iterator(texts, trainers.UnigramTrainer(
             vocab_size=vocab_size, special_tokens=names, unk_token=unk, initial_alphabet=ascii_alnum,
             show_progress=False))
-        # Scores vary in their last bits between runs, and the trainer appends the pieces that complete the
-        # character coverage with scores 1e-4 apart in hash order. Round, detect that tail and give it
-        # canonical (alphabetical) scores, then sort, so ids and segmentations are the same on every run.
-        learnt = [(p, sc) for p, sc in json.loads(tok.to_str())["model"]["vocab"] if p not in names]
-        start = len(learnt) - 1
-        while start > 0 and abs(learnt[start - 1][1] - learnt[start][1] - 1e-4) < 1e-6:
-            start -= 1
-        scores = {p: round(sc, 6) for p, sc in learnt[:start]}
-        top = learnt[start][1]
-        scores.update({p: round(top - 1e-4 * i, 6) for i, p in enumerate(sorted(p for p, _ in learnt[start:]))})
-        vocab = [(name, 0.0) for name in names] + sorted(scores.items(), key=lambda ps: (-ps[1], ps[0]))
+        # Make ids and segmentations identical on every run: the trainer's scores carry ~1e-10 of run-to-run
+        # noise (rounded away below), and the characters it appends for full coverage get the scores
+        # min + k * 1e-4 with k in hash order (found as scores 1e-4 from another; re-dealt alphabetically).
+        scores = {p: sc for p, sc in json.loads(tok.to_str())["model"]["vocab"] if p not in names}
+        ordered = sorted(scores.values())
+
+        def near(x: float) -> bool:
+            i = bisect.bisect_left(ordered, x - 1e-8)
+            return i < len(ordered) and ordered[i] <= x + 1e-8
+
+        tail = sorted(p for p, sc in scores.items() if near(sc + 1e-4) or near(sc - 1e-4))
+        scores.update(zip(tail, sorted((scores[p] for p in tail), reverse=True)))
+        ranked = sorted(((p, round(sc, 4)) for p, sc in scores.items()), key=lambda ps: (-ps[1], ps[0]))
+        vocab = [(name, 0.0) for name in names] + ranked
         tok.model = models.Unigram(vocab, unk_id=names.index(unk), byte_fallback=False)
         return tok
     raise ValueError(f"unknown tokenizer kind {kind!r}; expected 'wordpiece', 'bpe' or 'unigram'")

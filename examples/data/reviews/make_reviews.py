@@ -53,11 +53,18 @@ MAX_OVERLAP = 0.85
 # start unless the language requires a capital); the generator capitalises
 # them at the start of a sentence. Placeholders in braces are filled from the
 # product (noun, gender-dependent articles/pronouns/endings).
+#
+# Naming the product: in many reviews the first aspect clause names the
+# product instead of referring to it implicitly (see ``mention``). English
+# replaces the first "it" with "the <product>", German the first {er}/{ihn}
+# with "der/den <Produkt>"; Spanish and Chinese clauses whose subject is the
+# product are marked with "@" after the polarity sign, and get "el/la
+# <producto>" or "这款<产品>" put in front.
 # ---------------------------------------------------------------------------
 
 EN = {
     "products": {
-        "gadgets": ["Bluetooth speaker", "smartwatch", "fitness tracker", "e-reader",
+        "gadgets": ["portable speaker", "smartwatch", "fitness tracker", "e-reader",
                     "wireless mouse", "wireless keyboard"],
         "kitchen": ["kettle", "toaster", "blender", "coffee grinder", "waffle maker",
                     "rice cooker"],
@@ -206,7 +213,7 @@ EN = {
                 "+the wood is solid and heavy",
                 "+the materials are better than I expected at this price",
                 "-it is mostly cheap chipboard that chips at the edges",
-                "-the surface scratches if you so much as look at it",
+                "-the surface scratches far too easily",
                 "0it is made of chipboard with a laminate surface",
             ],
             "size": [
@@ -280,7 +287,7 @@ EN = {
                 "+the seller answered my question within an hour",
                 "+customer service sent a missing part without any fuss",
                 "-customer service never replied to my emails",
-                "-the seller refused to accept a return",
+                "-the seller took two weeks to answer a simple question",
                 "0I haven't had to contact customer service so far",
             ],
         },
@@ -342,7 +349,7 @@ EN = {
         ],
     },
     "contexts": [
-        "Bought this as a birthday present for my sister.",
+        "I bought this for our new flat.",
         "I've been using it for about three weeks now.",
         "Ordered it during a sale.",
         "I needed a replacement for my old one.",
@@ -390,9 +397,9 @@ EN = {
 # German: gender m/f/n drives the placeholders (see DE_FORMS).
 DE = {
     "products": {
-        "gadgets": [("Bluetooth-Lautsprecher", "m"), ("Smartwatch", "f"),
-                    ("Fitnesstracker", "m"), ("E-Reader", "m"), ("Bluetooth-Maus", "f"),
-                    ("Bluetooth-Tastatur", "f")],
+        "gadgets": [("Lautsprecher", "m"), ("Smartwatch", "f"),
+                    ("Fitnesstracker", "m"), ("E-Reader", "m"), ("Computermaus", "f"),
+                    ("Tastatur", "f")],
         "kitchen": [("Wasserkocher", "m"), ("Toaster", "m"), ("Standmixer", "m"),
                     ("Kaffeemühle", "f"), ("Waffeleisen", "n"), ("Reiskocher", "m")],
         "clothing": [("Regenjacke", "f"), ("Hoodie", "m"), ("Strickpullover", "m"),
@@ -444,7 +451,7 @@ DE = {
             "performance": [
                 "+{er} ist innerhalb von Sekunden einsatzbereit",
                 "+die Ergebnisse sind jedes Mal gleichmäßig gut",
-                "-die Ergebnisse sind mal so, mal so",
+                "-die Ergebnisse schwanken stark",
                 "-{er} braucht für alles eine halbe Ewigkeit",
                 "0{er} braucht ungefähr so lange wie mein altes Gerät",
             ],
@@ -614,7 +621,7 @@ DE = {
                 "+der Verkäufer hat meine Frage innerhalb einer Stunde beantwortet",
                 "+der Kundendienst hat ein fehlendes Teil problemlos nachgeschickt",
                 "-der Kundendienst hat auf keine meiner E-Mails reagiert",
-                "-der Verkäufer hat die Rücksendung abgelehnt",
+                "-der Verkäufer hat zwei Wochen gebraucht, um eine einfache Frage zu beantworten",
                 "0mit dem Kundendienst hatte ich bisher nichts zu tun",
             ],
         },
@@ -658,7 +665,7 @@ DE = {
         ],
         "neutral": [
             "Tut, was {er} soll, mehr aber auch nicht.",
-            "{ein} durchschnittliche{adj} {p} zum durchschnittlichen Preis.",
+            "{ein} durchschnittlich{adj} {p} zum durchschnittlichen Preis.",
             "Weder besonders gut noch richtig schlecht.",
             "Ganz okay, würde ich sagen.",
             "Drei Sterne: in Ordnung, aber nichts Besonderes.",
@@ -666,7 +673,7 @@ DE = {
             "{er} funktioniert, mehr gibt es dazu nicht zu sagen.",
             "Nicht schlecht, aber auch nicht toll.",
             "Ich behalte {ihn} erst mal, begeistert bin ich aber nicht.",
-            "Insgesamt {ein} ziemlich gewöhnliche{adj} {p}.",
+            "Insgesamt {ein} ziemlich gewöhnlich{adj} {p}.",
             "Für den gelegentlichen Gebrauch reicht es.",
             "Ich habe gemischte Gefühle.",
             "Zweckmäßig, mehr nicht.",
@@ -676,7 +683,7 @@ DE = {
         ],
     },
     "contexts": [
-        "Als Geburtstagsgeschenk für meine Schwester gekauft.",
+        "Für die neue Wohnung gekauft.",
         "Ich benutze {ihn} jetzt seit etwa drei Wochen.",
         "Im Angebot gekauft.",
         "Ich brauchte Ersatz für mein altes Modell.",
@@ -730,7 +737,7 @@ DE_FORMS = {
 
 ES = {
     "products": {
-        "gadgets": [("altavoz Bluetooth", "m"), ("reloj inteligente", "m"),
+        "gadgets": [("altavoz portátil", "m"), ("reloj inteligente", "m"),
                     ("pulsera de actividad", "f"), ("lector de libros electrónicos", "m"),
                     ("ratón inalámbrico", "m"), ("teclado inalámbrico", "m")],
         "kitchen": [("hervidor de agua", "m"), ("tostadora", "f"), ("batidora de vaso", "f"),
@@ -748,17 +755,17 @@ ES = {
         "gadgets": {
             "battery": [
                 "+la batería aguanta dos días enteros sin problema",
-                "+se carga por completo en más o menos una hora",
+                "+@se carga por completo en más o menos una hora",
                 "-a mediodía ya se ha quedado sin batería",
                 "-la batería ha empeorado muchísimo en pocas semanas",
                 "0la batería dura aproximadamente un día, como indica el fabricante",
             ],
             "connection": [
-                "+se emparejó con el móvil en cuestión de segundos",
+                "+@se emparejó con el móvil en cuestión de segundos",
                 "+la conexión Bluetooth no se ha cortado ni una sola vez",
                 "-la conexión se corta varias veces al día",
                 "-cada vez que {lo} enciendo tengo que volver a emparejar{lo}",
-                "0solo se conecta por Bluetooth",
+                "0@solo se conecta por Bluetooth",
             ],
             "setup": [
                 "+configurar{lo} me llevó menos de cinco minutos",
@@ -768,62 +775,62 @@ ES = {
                 "0para cambiar casi todos los ajustes hace falta la aplicación del fabricante",
             ],
             "build": [
-                "+se nota robust{o} y bien acabad{o}",
+                "+@se nota robust{o} y bien acabad{o}",
                 "+se me ha caído un par de veces y ni un rasguño",
                 "-la carcasa cruje cuando la aprietas",
                 "-uno de los botones dejó de funcionar a las tres semanas",
                 "0la carcasa es de plástico negro mate",
             ],
             "size": [
-                "+es tan liger{o} que {lo} llevo a todas partes",
-                "+es mucho más compact{o} que {el} que tenía antes",
-                "-es más voluminos{o} de lo que parece en las fotos",
-                "-pesa muchísimo para lo pequeñ{o} que es",
+                "+@es tan liger{o} que {lo} llevo a todas partes",
+                "+@es mucho más compact{o} que {el} que tenía antes",
+                "-@es más voluminos{o} de lo que parece en las fotos",
+                "-@pesa muchísimo para lo pequeñ{o} que es",
                 "0el tamaño es más o menos el que esperaba",
             ],
         },
         "kitchen": {
             "performance": [
-                "+está list{o} para usar en cuestión de segundos",
+                "+@está list{o} para usar en cuestión de segundos",
                 "+el resultado es bueno siempre, sin sorpresas",
                 "-el resultado es muy irregular: unas veces bien y otras fatal",
-                "-tarda una eternidad en hacer cualquier cosa",
-                "0tarda más o menos lo mismo que {el} que tenía antes",
+                "-@tarda una eternidad en hacer cualquier cosa",
+                "0@tarda más o menos lo mismo que {el} que tenía antes",
             ],
             "noise": [
-                "+no hace nada de ruido",
-                "+es tan silencios{o} que se puede usar de madrugada sin despertar a nadie",
-                "-hace un ruido infernal",
-                "-hace un traqueteo que va a peor cada semana",
+                "+@no hace nada de ruido",
+                "+@es tan silencios{o} que se puede usar de madrugada sin despertar a nadie",
+                "-@hace un ruido infernal",
+                "-@hace un traqueteo que va a peor cada semana",
                 "0hace el ruido normal para este tipo de aparato",
             ],
             "cleaning": [
                 "+limpiar{lo} lleva menos de un minuto",
-                "+se limpia con una bayeta sin ningún esfuerzo",
+                "+@se limpia con una bayeta sin ningún esfuerzo",
                 "-limpiar{lo} es un auténtico suplicio",
-                "-tiene recovecos imposibles de limpiar",
+                "-@tiene recovecos imposibles de limpiar",
                 "0las piezas desmontables hay que lavarlas a mano",
             ],
             "build": [
-                "+es robust{o} y no se mueve nada",
+                "+@es robust{o} y no se mueve nada",
                 "+el acabado de acero inoxidable sigue como nuevo después de meses",
                 "-el plástico parece fino y barato",
                 "-una pestaña de plástico se partió en el primer mes",
-                "0es casi todo de plástico, con alguna pieza metálica",
+                "0@es casi todo de plástico, con alguna pieza metálica",
             ],
             "controls": [
                 "+los botones son sencillos y están bien indicados",
                 "+se entiende todo sin necesidad de mirar el manual",
                 "-los botones son confusos y no se sabe qué hace cada uno",
                 "-el mando giratorio va durísimo",
-                "0solo tiene dos posiciones",
+                "0@solo tiene dos posiciones",
             ],
         },
         "clothing": {
             "fit": [
                 "+la talla es perfecta, tal cual",
-                "+me queda como hech{o} a medida",
-                "-talla pequeño: como mínimo hay que pedir una talla más",
+                "+@me queda como hech{o} a medida",
+                "-@viene muy pequeñ{o}, hay que pedir al menos una talla más",
                 "-las mangas son larguísimas y me queda estrech{o} de hombros",
                 "0con mi talla de siempre me queda como esperaba",
             ],
@@ -836,8 +843,8 @@ ES = {
             ],
             "washing": [
                 "+después de diez lavados sigue como nuev{o}",
-                "+no ha encogido nada al lavar{lo}",
-                "-encogió una talla entera en el primer lavado",
+                "+@no ha encogido nada al lavar{lo}",
+                "-@encogió una talla entera en el primer lavado",
                 "-le salieron bolitas después de solo dos lavados",
                 "0según la etiqueta hay que lavar{lo} en frío y secar{lo} al aire",
             ],
@@ -845,12 +852,12 @@ ES = {
                 "+el color es todavía más bonito en persona",
                 "+el color no ha perdido nada de intensidad",
                 "-el color no se parece en nada al de las fotos",
-                "-destiñó y me manchó el resto de la ropa",
+                "-@destiñó y me manchó el resto de la ropa",
                 "0el color es algo más oscuro que en las fotos",
             ],
             "stitching": [
                 "+las costuras están impecables",
-                "+está muy bien rematad{o} y no hay ni un hilo suelto",
+                "+@está muy bien rematad{o} y no hay ni un hilo suelto",
                 "-nada más sacar{lo} de la bolsa ya tenía hilos sueltos por todas partes",
                 "-se descosió una costura la segunda vez que me {lo} puse",
                 "0las costuras son normales, sin más",
@@ -866,14 +873,14 @@ ES = {
             ],
             "stability": [
                 "+una vez montad{o} es firme como una roca",
-                "+no cojea ni siquiera en mi suelo, que está desnivelado",
-                "-se tambalea por mucho que apriete los tornillos",
-                "-ya se ha empezado a torcer hacia un lado",
-                "0es bastante estable siempre que no {lo} cargues demasiado",
+                "+@no cojea ni siquiera en mi suelo, que está desnivelado",
+                "-@se tambalea por mucho que apriete los tornillos",
+                "-@ya se ha empezado a torcer hacia un lado",
+                "0@es bastante estable siempre que no {lo} cargues demasiado",
             ],
             "look": [
-                "+parece mucho más car{o} de lo que es",
-                "+queda precios{o} en el salón",
+                "+@parece mucho más car{o} de lo que es",
+                "+@queda precios{o} en el salón",
                 "-de cerca el acabado se ve barato",
                 "-el efecto madera es claramente un vinilo pegado",
                 "0el acabado es blanco y bastante sencillo",
@@ -881,25 +888,25 @@ ES = {
             "materials": [
                 "+la madera es maciza y pesada",
                 "+los materiales son mejores de lo que esperaba por este precio",
-                "-es casi todo aglomerado barato que se desconcha por los bordes",
+                "-@es casi todo aglomerado barato que se desconcha por los bordes",
                 "-la superficie se raya con solo mirarla",
-                "0es de aglomerado con superficie laminada",
+                "0@es de aglomerado con superficie laminada",
             ],
             "size": [
-                "+encaja perfectamente en el hueco que teníamos pensado",
+                "+@encaja perfectamente en el hueco que teníamos pensado",
                 "+las medidas son perfectas para nuestro piso pequeño",
-                "-es mucho más pequeñ{o} de lo que indican las medidas",
-                "-es demasiado grande para una habitación normal",
+                "-@es mucho más pequeñ{o} de lo que indican las medidas",
+                "-@es demasiado grande para una habitación normal",
                 "0las medidas coinciden exactamente con la descripción",
             ],
         },
         "bags": {
             "space": [
-                "+tiene un bolsillo para cada cosa",
+                "+@tiene un bolsillo para cada cosa",
                 "+cabe muchísimo más de lo que parece",
-                "-apenas tiene espacio dentro",
+                "-@apenas tiene espacio dentro",
                 "-los bolsillos interiores son demasiado pequeños para servir de algo",
-                "0tiene un compartimento principal y dos bolsillos laterales",
+                "0@tiene un compartimento principal y dos bolsillos laterales",
             ],
             "zips": [
                 "+las cremalleras corren bien y parecen resistentes",
@@ -918,45 +925,45 @@ ES = {
             "material": [
                 "+con un chaparrón tremendo todo quedó completamente seco por dentro",
                 "+el material es resistente y se limpia fácilmente",
-                "-no es nada impermeable, aunque la descripción diga lo contrario",
+                "-@no es nada impermeable, a pesar de lo que dice la descripción",
                 "-el material se desgasta y se deshilacha enseguida",
                 "0el material es un nailon bastante fino",
             ],
             "weight": [
-                "+no pesa casi nada",
+                "+@no pesa casi nada",
                 "+incluso llen{o} sigue siendo liger{o}",
-                "-pesa mucho incluso vací{o}",
-                "-es demasiado pesad{o} para lo que es",
-                "0pesa algo menos de un kilo",
+                "-@pesa mucho incluso vací{o}",
+                "-@es demasiado pesad{o} para lo que es",
+                "0@pesa algo menos de un kilo",
             ],
         },
         "general": {
             "delivery": [
-                "+llegó dos días antes de lo previsto",
+                "+@llegó dos días antes de lo previsto",
                 "+el envío fue rapidísimo y el repartidor muy amable",
-                "-llegó con más de una semana de retraso",
+                "-@llegó con más de una semana de retraso",
                 "-primero {lo} entregaron en una dirección equivocada",
                 "0el envío tardó unos cinco días",
             ],
             "packaging": [
-                "+venía muy bien embalad{o} y llegó en perfecto estado",
+                "+@venía muy bien embalad{o} y llegó en perfecto estado",
                 "+el embalaje era mínimo y totalmente reciclable",
                 "-la caja llegó aplastada y con una esquina rota",
-                "-venía en una caja enorme con muchísimo plástico",
+                "-@venía en una caja enorme con muchísimo plástico",
                 "0venía en una caja de cartón normal",
             ],
             "price": [
-                "+costó la mitad que {el} de marca",
+                "+@costó la mitad que {el} de marca",
                 "+por ese precio no se le puede pedir más",
-                "-es demasiado car{o} para lo que ofrece",
-                "-cuesta el doble que otros productos parecidos",
+                "-@es demasiado car{o} para lo que ofrece",
+                "-@cuesta el doble que otros productos parecidos",
                 "0{lo} compré a precio normal",
             ],
             "seller": [
                 "+el vendedor respondió a mi pregunta en menos de una hora",
                 "+atención al cliente me envió una pieza que faltaba sin ningún problema",
                 "-atención al cliente nunca contestó a mis correos",
-                "-el vendedor se negó a aceptar la devolución",
+                "-el vendedor tardó dos semanas en responder a una pregunta sencilla",
                 "0de momento no he tenido que contactar con atención al cliente",
             ],
         },
@@ -1018,7 +1025,7 @@ ES = {
         ],
     },
     "contexts": [
-        "{lo} compré como regalo de cumpleaños para mi hermana.",
+        "{lo} compré para el piso nuevo.",
         "Llevo unas tres semanas usándo{lo}.",
         "{lo} compré en oferta.",
         "Necesitaba sustituir {el} que tenía.",
@@ -1032,7 +1039,7 @@ ES = {
     "templates": {
         "positive": [
             (3, "{P1^}. {V}"),
-            (2, "{P1^} y {P2}. {V}"),
+            (2, "{P1^}; además, {P2}. {V}"),
             (1, "{P1^} y, además, {P2}."),
             (2, "{C} {P1^}. {V}"),
             (2, "{N1^}, pero {P1}. {V}"),
@@ -1043,7 +1050,7 @@ ES = {
         ],
         "negative": [
             (3, "{N1^}. {V}"),
-            (2, "{N1^} y {N2}. {V}"),
+            (2, "{N1^}; además, {N2}. {V}"),
             (1, "{N1^} y, además, {N2}."),
             (2, "{C} {N1^}. {V}"),
             (3, "{P1^}, pero {N1}. {V}"),
@@ -1072,7 +1079,7 @@ ES_FORMS = {
 
 ZH = {
     "products": {
-        "gadgets": ["蓝牙音箱", "智能手表", "运动手环", "电子书阅读器", "无线鼠标", "无线键盘"],
+        "gadgets": ["便携音箱", "智能手表", "运动手环", "电子书阅读器", "无线鼠标", "无线键盘"],
         "kitchen": ["电热水壶", "烤面包机", "料理机", "磨豆机", "华夫饼机", "电饭煲"],
         "clothing": ["防水外套", "连帽卫衣", "羊毛衫", "羽绒服", "抓绒外套", "法兰绒衬衫"],
         "furniture": ["办公椅", "书架", "升降桌", "床架", "电视柜", "鞋架"],
@@ -1081,8 +1088,8 @@ ZH = {
     "aspects": {
         "gadgets": {
             "battery": [
-                "+电池能撑整整两天",
-                "+充满电只要一个小时左右",
+                "+@电池能撑整整两天",
+                "+@充满电只要一个小时左右",
                 "-中午电量就用光了",
                 "-才用了几个星期，续航就明显下降了",
                 "0续航大概一天，和宣传的差不多",
@@ -1090,9 +1097,9 @@ ZH = {
             "connection": [
                 "+和手机配对几秒钟就搞定了",
                 "+蓝牙连接一次都没断过",
-                "-一天要断连好几次",
+                "-@一天要断连好几次",
                 "-每次开机都得重新配对",
-                "0只支持蓝牙连接",
+                "0@只支持蓝牙连接",
             ],
             "setup": [
                 "+不到五分钟就设置好了",
@@ -1102,16 +1109,16 @@ ZH = {
                 "0大部分设置都要通过官方App来改",
             ],
             "build": [
-                "+做工扎实，拿在手里很有质感",
+                "+@做工扎实，拿在手里很有质感",
                 "+摔过几次，一点划痕都没有",
-                "-外壳一按就咯吱响",
+                "-@外壳一按就咯吱响",
                 "-用了三个星期就有个按键失灵了",
                 "0外壳是哑光黑色塑料",
             ],
             "size": [
-                "+很轻，走到哪儿都能带着",
-                "+比我以前那个小巧多了",
-                "-实物比照片上看起来笨重",
+                "+@很轻，走到哪儿都能带着",
+                "+@比我以前那个小巧多了",
+                "-@实物比照片上看起来笨重",
                 "-个头不大，却沉得出奇",
                 "0大小和我预想的差不多",
             ],
@@ -1120,28 +1127,28 @@ ZH = {
             "performance": [
                 "+几秒钟就能开始用",
                 "+每次效果都很稳定",
-                "-效果时好时坏",
-                "-干什么都慢得要命",
+                "-@效果时好时坏",
+                "-@干什么都慢得要命",
                 "0用时和我之前那台差不多",
             ],
             "noise": [
-                "+声音一点都不大",
-                "+很安静，大清早用也不会吵醒家人",
-                "-噪音大得吓人",
+                "+@声音一点都不大",
+                "+@很安静，大清早用也不会吵醒家人",
+                "-@噪音大得吓人",
                 "-有咔哒咔哒的异响，而且一周比一周严重",
                 "0噪音跟同类产品差不多",
             ],
             "cleaning": [
                 "+清洗不到一分钟就搞定",
                 "+随手一擦就干净了",
-                "-清洗起来特别麻烦",
+                "-@清洗起来特别麻烦",
                 "-有好几个死角根本清洗不到",
                 "0可拆卸的部件需要手洗",
             ],
             "build": [
-                "+很结实，放在台面上一点都不晃",
+                "+@很结实，放在台面上一点都不晃",
                 "+不锈钢外壳用了几个月还跟新的一样",
-                "-塑料又薄又廉价",
+                "-@塑料又薄又廉价",
                 "-第一个月就断了一个塑料卡扣",
                 "0大部分是塑料的，有少量金属部件",
             ],
@@ -1150,40 +1157,40 @@ ZH = {
                 "+不用看说明书也知道怎么用",
                 "-按键标识混乱，根本看不懂",
                 "-旋钮特别紧，很难拧",
-                "0只有两个档位",
+                "0@只有两个档位",
             ],
         },
         "clothing": {
             "fit": [
-                "+尺码很标准，穿着刚刚好",
+                "+@尺码很标准，穿着刚刚好",
                 "+穿上就像量身定做的一样",
-                "-尺码偏小，至少要买大一码",
+                "-@尺码偏小，至少要买大一码",
                 "-袖子太长，肩膀却太紧",
                 "0按平时的尺码买的，大小和预期一样",
             ],
             "fabric": [
-                "+面料柔软，摸起来很高级",
-                "+面料很透气，天热穿也不闷",
-                "-面料扎人，穿着很不舒服",
+                "+@面料柔软，摸起来很高级",
+                "+@面料很透气，天热穿也不闷",
+                "-@面料扎人，穿着很不舒服",
                 "-布料薄得几乎透明",
                 "0面料是棉和涤纶混纺的",
             ],
             "washing": [
                 "+洗了十几次还跟新的一样",
-                "+洗完一点都没缩水",
-                "-第一次洗就缩了一个码",
-                "-才洗两次就起球了",
+                "+@洗完一点都没缩水",
+                "-@第一次洗就缩了一个码",
+                "-@才洗两次就起球了",
                 "0标签上写着要冷水洗、自然晾干",
             ],
             "colour": [
                 "+实物颜色比图片还好看",
                 "+穿了这么久一点都没褪色",
                 "-颜色和图片完全不一样",
-                "-掉色严重，把别的衣服都染了",
+                "-@掉色严重，把别的衣服都染了",
                 "0颜色比图片上稍微深一点",
             ],
             "stitching": [
-                "+走线整齐，做工精细",
+                "+@走线整齐，做工精细",
                 "+收边处理得很好，一根线头都没有",
                 "-刚拆开包装就到处是线头",
                 "-第二次穿就开线了",
@@ -1199,15 +1206,15 @@ ZH = {
                 "0两个人花了大概一个小时装好",
             ],
             "stability": [
-                "+装好以后稳如泰山",
+                "+@装好以后稳如泰山",
                 "+我家地面不平，放上去也不晃",
-                "-螺丝拧得再紧也还是晃",
+                "-@螺丝拧得再紧也还是晃",
                 "-现在就已经往一边歪了",
                 "0只要不放太重的东西，还算稳",
             ],
             "look": [
-                "+看起来比实际价格高档多了",
-                "+放在客厅里特别好看",
+                "+@看起来比实际价格高档多了",
+                "+@放在客厅里特别好看",
                 "-近看表面很廉价",
                 "-木纹一看就是贴纸",
                 "0表面是纯白色的，款式很简单",
@@ -1216,34 +1223,34 @@ ZH = {
                 "+用的是实木，很厚实",
                 "+这个价位，用料比我想的好",
                 "-基本都是廉价的刨花板，边角一碰就掉渣",
-                "-表面特别容易刮花",
+                "-@表面特别容易刮花",
                 "0材质是刨花板加覆膜饰面",
             ],
             "size": [
                 "+正好放进我们预留的角落",
                 "+尺寸正适合我们的小户型",
-                "-比标注的尺寸小很多",
-                "-块头太大，普通房间根本放不下",
+                "-@比标注的尺寸小很多",
+                "-@块头太大，普通房间根本放不下",
                 "0尺寸和描述完全一致",
             ],
         },
         "bags": {
             "space": [
                 "+每样东西都有专门的口袋",
-                "+能装的东西比看起来多得多",
-                "-里面几乎没什么空间",
+                "+@能装的东西比看起来多得多",
+                "-@里面几乎没什么空间",
                 "-内袋太小，基本没用",
-                "0有一个主仓和两个侧袋",
+                "0@有一个主仓和两个侧袋",
             ],
             "zips": [
-                "+拉链很顺滑，也很结实",
+                "+@拉链很顺滑，也很结实",
                 "+拉链从来没卡过",
                 "-第一周就坏了一条拉链",
                 "-拉链老是卡住内衬",
                 "0拉链是普通的塑料拉链",
             ],
             "straps": [
-                "+背带有厚实的衬垫，装满了背着也舒服",
+                "+背带有厚实的衬垫，背久了也不累",
                 "+背带不会从肩膀上滑下来",
                 "-背带勒得肩膀疼",
                 "-用了一个月背带就松脱了",
@@ -1252,23 +1259,23 @@ ZH = {
             "material": [
                 "+遇上一场大暴雨，里面的东西一点都没湿",
                 "+面料结实耐磨，脏了一擦就干净",
-                "-根本不防水，和描述的不一样",
+                "-@根本不防水，和描述的不一样",
                 "-面料很快就磨损起毛了",
                 "0面料是比较薄的尼龙",
             ],
             "weight": [
-                "+轻得几乎感觉不到",
-                "+装满东西也不重",
-                "-空着就已经很沉了",
+                "+@轻得几乎感觉不到",
+                "+@装满东西也不重",
+                "-@空着就已经很沉了",
                 "-就这么个包来说，实在太重了",
                 "0重量不到一公斤",
             ],
         },
         "general": {
             "delivery": [
-                "+比预计早了两天到货",
+                "+@比预计早了两天到货",
                 "+物流很快，快递员态度也很好",
-                "-晚了一个多星期才到",
+                "-@晚了一个多星期才到",
                 "-一开始被送到了错误的地址",
                 "0大概五天到货",
             ],
@@ -1280,17 +1287,17 @@ ZH = {
                 "0就是用普通纸箱装的",
             ],
             "price": [
-                "+价格只有大牌的一半",
+                "+@价格只有大牌的一半",
                 "+这个价钱，真的没什么好挑剔的",
                 "-就这质量，价格实在太贵了",
-                "-比同类产品贵了一倍",
+                "-@比同类产品贵了一倍",
                 "0按原价买的",
             ],
             "seller": [
                 "+卖家一个小时内就回复了我的问题",
                 "+客服很爽快地补发了缺少的零件",
                 "-客服从来不回消息",
-                "-卖家拒绝退货",
+                "-问卖家一个简单的问题，两个星期才回复",
                 "0目前还没联系过客服",
             ],
         },
@@ -1352,7 +1359,7 @@ ZH = {
         ],
     },
     "contexts": [
-        "买来送给妹妹当生日礼物的。",
+        "搬新家的时候买的。",
         "已经用了大概三个星期。",
         "趁打折的时候买的。",
         "旧的坏了，买来替换。",
@@ -1408,7 +1415,7 @@ DATA = {"en": EN, "de": DE, "es": ES, "zh": ZH}
 
 SLOT_RE = re.compile(r"\{(P1|P2|N1|N2|Z1|Z2|V|C)(\^?)\}")
 POLARITY = {"P": "+", "N": "-", "Z": "0"}
-VERDICT_LABEL = {"positive": "positive", "negative": "negative", "neutral": "neutral"}
+MENTION_PROB = 0.6  # chance that a review names the product in an aspect clause
 
 
 def product_vars(lang: str, product, rng: random.Random) -> dict:
@@ -1423,6 +1430,22 @@ def product_vars(lang: str, product, rng: random.Random) -> dict:
         # reviewer's grammatical gender for "encantado/encantada" etc.
         return {"p": noun, "ro": rng.choice("oa"), **dict(zip(keys, ES_FORMS[g]))}
     return {"p": product}
+
+
+def mention(lang: str, raw: str):
+    """Return the clause with the product named explicitly, or None."""
+    if lang == "en":
+        m = re.search(r"\bit\b(?!')", raw)
+        if m:
+            return raw[:m.start()] + "the {p}" + raw[m.end():]
+    elif lang == "de":
+        m = re.search(r"\{(er|ihn)\}", raw)
+        if m:
+            noun = "{der} {p}" if m.group(1) == "er" else "{den} {p}"
+            return raw[:m.start()] + noun + raw[m.end():]
+    elif raw.startswith("@"):
+        return ("{el} {p} " if lang == "es" else "这款{p}") + raw[1:]
+    return None
 
 
 def cap(s: str) -> str:
@@ -1531,13 +1554,14 @@ def compose(lang, L, aspects, label, rng, use, product_use):
     pv = product_vars(lang, product, rng)
 
     pool = aspects[cat] + aspects["general"]
+    want_mention = rng.random() < MENTION_PROB
+    named = False  # does the review already name the product (in its verdict)?
     used_keys: set = set()
     parts: list = []
     values = {}
-    for m in SLOT_RE.finditer(template):
-        slot = m.group(1)
-        if slot in values:
-            continue
+    slots = [m.group(1) for m in SLOT_RE.finditer(template)]
+    # choose verdict and context first, so we know whether the verdict names the product
+    for slot in sorted(slots, key=lambda x: x not in ("V", "C")):
         if slot == "V":
             verdicts = L["verdicts"][label]
             cands = [i for i in range(len(verdicts)) if use[("V", label, i)] < CAP_VERDICT]
@@ -1546,6 +1570,7 @@ def compose(lang, L, aspects, label, rng, use, product_use):
             i = rng.choice(cands)
             parts.append(("V", label, i))
             values[slot] = cap(verdicts[i].format(**pv))
+            named = named or "{p}" in verdicts[i]
         elif slot == "C":
             ctx = L["contexts"]
             cands = [i for i in range(len(ctx)) if use[("C", i)] < CAP_CONTEXT]
@@ -1556,7 +1581,13 @@ def compose(lang, L, aspects, label, rng, use, product_use):
             values[slot] = cap(ctx[i].format(**pv))
         else:
             pol = POLARITY[slot[0]]
-            cands = [a for a in pool
+            # In a mixed review, the clause that agrees with the verdict is about
+            # the product itself (not delivery/packaging/seller), so the verdict
+            # stays plausible.
+            winning = {"positive": "P", "negative": "N"}.get(label)
+            mixed = "P1" in slots and "N1" in slots
+            src = aspects[cat] if mixed and slot[0] == winning else pool
+            cands = [a for a in src
                      if a[2] == pol and (a[0], a[1]) not in used_keys
                      and use[("A",) + a[:4]] < CAP_ASPECT]
             if lang == "zh" and template.startswith("虽然{" + slot):
@@ -1569,11 +1600,26 @@ def compose(lang, L, aspects, label, rng, use, product_use):
             a = rng.choice(cands)
             used_keys.add((a[0], a[1]))
             parts.append(("A",) + a[:4])
-            values[slot] = a[4].format(**pv)
+            raw = a[4]
+            if want_mention and not named and mention(lang, raw):
+                raw = mention(lang, raw)
+                named = True
+            values[slot] = raw.lstrip("@").format(**pv)
 
     def fill(m):
         v = values[m.group(1)]
         return cap(v) if m.group(2) else v
+
+    # "A and B": put a comma before the conjunction when A already contains a
+    # comma or the same conjunction (German requires it after a subordinate clause).
+    conj = {"en": "and", "de": "und", "es": "y"}.get(lang)
+    if conj:
+        def comma(m):
+            first = values[m.group(1)]
+            if "," in first or f" {conj} " in first:
+                return m.group(0).replace(f" {conj}", f", {conj}", 1)
+            return m.group(0)
+        template = re.sub(r"\{(P1|N1|Z1)\^?\} " + conj + r"(?=[ ,])", comma, template)
 
     text = tidy(lang, SLOT_RE.sub(fill, template))
     return text, parts, (cat, str(product))
