@@ -81,7 +81,7 @@ def test_resolve_hf_missing_path_names_reference_and_what_was_tried(tmp_path, em
         src.resolve_hf(ref, tmp_path / "cache")
     message = str(err.value)
     assert repr(ref) in message and "does not exist" in message
-    assert "Hugging Face cache" not in message  # clearly a path, not a Hub id
+    assert "tried local folder" in message and "not there" not in message  # clearly a path: no cache lookup
 
 
 def test_resolve_hf_unknown_hub_id_says_offline_and_where_it_looked(tmp_path, empty_hf_cache):

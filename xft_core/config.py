@@ -250,6 +250,13 @@ def load_config(source: str | Path | Mapping[str, Any] | RunConfig, overrides: M
             data = dict(data)
             if data.get("path") and not Path(data["path"]).is_absolute():
                 data["path"] = str((path.parent / data["path"]).resolve())
+            if isinstance(data.get("files"), dict):
+                data["files"] = {
+                    split: {lang: str((path.parent / f).resolve()) if isinstance(f, str) else f
+                            for lang, f in by_language.items()}
+                    if isinstance(by_language, dict) else by_language
+                    for split, by_language in data["files"].items()
+                }
             raw["data"] = data
     if overrides:
         raw = deep_merge(raw, overrides)
@@ -266,7 +273,13 @@ def save_config(config: RunConfig, path: Path) -> None:
 
     from xft_core.io import atomic_write_text
 
-    atomic_write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False, allow_unicode=True))
+    raw = config.to_dict()
+    data = raw["data"]  # absolute, so the copy in the run folder finds the same data wherever it is loaded from
+    if data["path"]:
+        data["path"] = str(Path(data["path"]).resolve())
+    data["files"] = {split: {lang: str(Path(f).resolve()) if isinstance(f, str) else f for lang, f in by.items()}
+                     for split, by in data["files"].items()}
+    atomic_write_text(path, yaml.safe_dump(raw, sort_keys=False, allow_unicode=True))
 
 
 def build_options(options_cls: type, values: Mapping[str, Any], *, key: str) -> Any:

@@ -16,7 +16,7 @@ import numpy as np
 
 from xft_core import __version__
 from xft_core.config import RunConfig, build_options, load_config, save_config
-from xft_core.data import DataSet, Split, discover, select, validate
+from xft_core.data import DataError, DataSet, Split, discover, select, validate
 from xft_core.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
 from xft_core.io import atomic_write_json
 from xft_core.plugins import PluginError, collect, get_plugin_manager, get_spec
@@ -111,6 +111,7 @@ class Run:
     trainable_parameters: int = 0
     adapter_dirs: dict[str, Path] = field(default_factory=dict)
     wall_seconds: float = 0.0
+    last_eval_step: int = -1
 
     @property
     def per_language(self) -> bool:
@@ -145,10 +146,9 @@ def load_data(config: RunConfig, head: Any) -> tuple[DataSet, dict[str, Split], 
     data = discover(d.path, d.files, d.language_field)
     train_languages = list(d.train_languages) or data.languages(d.train_split)
     if not train_languages:
-        raise PluginError(f"No '{d.train_split}' split found in {d.path or 'data.files'} (config key: data.train_split)")
+        raise DataError(f"No '{d.train_split}' split found in {d.path or 'data.files'} (config key: data.train_split)")
     train = select(data, d.train_split, train_languages, d.max_train_examples)
-    validate(DataSet({d.train_split: train}), head, [d.train_split])
-    head.fit_labels(row for part in train.values() for row in part.rows)
+    head.fit_labels(row for part in train.values() for row in part.rows if not head.validate_row(row))
     validate(DataSet({d.train_split: train}), head, [d.train_split])
     eval_languages = list(d.eval_languages) or train_languages
     dev = select(data, d.dev_split, eval_languages, d.max_eval_examples, required=False)
@@ -411,7 +411,7 @@ def train(
             run.pm.hook.xft_after_step(run=run, step=run.step, logs=logs)
 
             evaluated = False
-            if t.eval_every and run.step % t.eval_every == 0 and run.step < t.max_steps:
+            if t.eval_every and run.step % t.eval_every == 0:
                 bad_evals = _evaluate_and_track(run, bad_evals)
                 evaluated = True
             if (t.save_every and run.step % t.save_every == 0) or (evaluated and run.best.get("step") == run.step and t.load_best_at_end):
@@ -420,7 +420,8 @@ def train(
                 if run.best.get("step") == run.step:
                     run.best["checkpoint"] = str(path)
     run.examples_per_second = total_examples / train_seconds if train_seconds > 0 else 0.0
-    _evaluate_and_track(run, bad_evals)
+    if run.last_eval_step != run.step:
+        bad_evals = _evaluate_and_track(run, bad_evals)
     if t.load_best_at_end and run.best.get("checkpoint") and run.best.get("step") != run.step:
         best = Path(run.best["checkpoint"])
         from safetensors.torch import load_file
@@ -458,10 +459,11 @@ def _evaluate_and_track(run: Run, bad_evals: int) -> int:
         return bad_evals
     metrics = evaluate_dev(run)
     run.metrics = metrics
+    run.pm.hook.xft_after_eval(run=run, step=run.step, metrics=metrics)  # may add or adjust metrics
     name = run.config.training.early_stopping_metric or run.head.metric_names[0]
     value = average(metrics, name)
     _log(run, {"step": run.step, "eval": metrics, f"eval_mean_{name}": value})
-    run.pm.hook.xft_after_eval(run=run, step=run.step, metrics=metrics)
+    run.last_eval_step = run.step
     if not run.best or value > run.best["value"]:
         run.best = {"step": run.step, "metric": name, "value": value, "metrics": metrics, "checkpoint": run.best.get("checkpoint") if run.best else None}
         return 0

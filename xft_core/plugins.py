@@ -72,7 +72,7 @@ class Provided:
 
 
 def plugin_distribution(pm: pluggy.PluginManager, plugin_name: str) -> tuple[str, str]:
-    return getattr(pm, "_xft_dists", {}).get(plugin_name, ("(registered in code)", ""))
+    return getattr(pm, "_xft_dists", {}).get(plugin_name, ("registered in code", ""))
 
 
 def collect(pm: pluggy.PluginManager, kind: str) -> dict[str, Provided]:
@@ -81,7 +81,7 @@ def collect(pm: pluggy.PluginManager, kind: str) -> dict[str, Provided]:
         raise KeyError(f"unknown plugin kind {kind!r}; one of {', '.join(KINDS)}")
     hook = getattr(pm.hook, f"xft_{kind}")
     found: dict[str, Provided] = {}
-    for impl in reversed(hook.get_hookimpls()):  # registration order
+    for impl in hook.get_hookimpls():  # registration order (pluggy calls them in reverse)
         plugin_name = pm.get_name(impl.plugin) or repr(impl.plugin)
         result = impl.function()
         for spec in result or ():

@@ -236,12 +236,16 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> dict[str, Any]:
     transformers marks GGUF-loaded models unserializable (their config carries a GGUF quantization_config), so
     the weights are copied into a fresh model built from the config without it."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
     gguf_path = Path(gguf_path)
     folder, filename = str(gguf_path.parent), gguf_path.name
     dtype = gguf_dtype(gguf_path)
-    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename, dtype=dtype)
+    # dequantize=True: architectures on transformers' packed-GGUF path (qwen35, lfm2, ...) would otherwise keep
+    # GgufLinear blocks when the `kernels` package is installed; gemma3 goes through the legacy loader anyway.
+    loaded = AutoModelForCausalLM.from_pretrained(
+        folder, gguf_file=filename, dtype=dtype, quantization_config=GgufConfig(dequantize=True)
+    )
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
 
     config = loaded.config

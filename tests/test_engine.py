@@ -1,0 +1,165 @@
+"""End-to-end training on tiny offline models: every strategy x sampler, per-language adapters, resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import tiny_config, write_sentiment_data
+from xft_core.engine import prepare, train
+from xft_core.config import load_config
+from xft_core.hookspecs import hookimpl
+
+SAMPLERS = ["proportional", "uniform", "temperature", "unimax", "round_robin"]
+
+
+@pytest.fixture(scope="module")
+def easy_data(tmp_path_factory) -> Path:
+    return write_sentiment_data(tmp_path_factory.mktemp("easy"), vocabulary=2)
+
+
+def dataset_loss(run) -> float:
+    """Mean loss over every training example of every language, eval mode (no dropout), deterministic."""
+    import torch
+
+    model = run.accelerator.unwrap_model(run.model)
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for language, features in run.features.items():
+            run.strategy.activate(model, run.adapter_for(language) if run.per_language else None)
+            batch = run.head.collate(features, run.tokenizer)
+            total += float(model(**batch).loss) * len(features)
+            count += len(features)
+    return total / count
+
+
+# learning rates that move a tiny random model within a test's few steps: (full, lora)
+RATES = {"bert": (1e-2, 5e-2), "xlm-roberta": (1e-2, 5e-2), "gemma3": (3e-3, 1e-2), "qwen2": (3e-3, 1e-2), "llama": (3e-3, 1e-2)}
+
+
+def _strategy(config: dict, strategy: str) -> dict:
+    family = Path(config["model"]).name
+    config["strategy"] = strategy
+    if strategy == "full":
+        config["strategy_options"] = {}
+    config["training"]["learning_rate"] = RATES[family][strategy == "lora"]
+    return config
+
+
+@pytest.mark.parametrize("family", ["bert", "gemma3"])
+@pytest.mark.parametrize("strategy", ["full", "lora"])
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_every_strategy_and_sampler_trains_and_the_loss_falls(family, strategy, sampler, tiny_model, easy_data, tmp_path, pm):
+    config = _strategy(tiny_config(tiny_model(family), easy_data, tmp_path, sampler=sampler, training={"max_steps": 24}), strategy)
+    before = dataset_loss(prepare(load_config(config), pm=pm))
+    run = train(config, pm=pm, progress=False)
+    after = dataset_loss(run)
+    assert after < before - 0.02, f"loss did not fall: {before:.4f} -> {after:.4f}"
+    drawn = run.sampler.counts
+    assert set(drawn) == {"en", "de", "ru"} and sum(drawn.values()) == 24 * 8
+    assert (run.paths.root / "metrics.jsonl").is_file() and (run.paths.root / "config.yaml").is_file()
+    assert set(run.metrics) == {"en", "de", "ru"} and all(0 <= m["macro_f1"] <= 1 for m in run.metrics.values())
+
+
+@pytest.mark.parametrize("family", ["bert", "gemma3"])
+def test_per_language_adapters_each_train_only_on_their_language(family, tiny_model, easy_data, tmp_path, pm):
+    import torch
+
+    config = _strategy(tiny_config(tiny_model(family), easy_data, tmp_path, adapters="per_language", sampler="round_robin", training={"max_steps": 24}), "lora")
+    start = prepare(load_config(config), pm=pm)
+    before = dataset_loss(start)
+    initial = {n: p.detach().clone() for n, p in start.model.named_parameters() if p.requires_grad}
+    run = train(config, pm=pm, progress=False)
+    assert dataset_loss(run) < before - 0.02
+    assert sorted(run.adapter_dirs) == ["de", "en", "ru"]
+    trained = dict(run.accelerator.unwrap_model(run.model).named_parameters())
+    for language in ("en", "de", "ru"):
+        moved = [n for n in initial if f".{language}." in n and not torch.equal(initial[n], trained[n])]
+        assert moved, f"{language} adapter did not change"
+        manifest = json.loads((run.paths.adapters / language / "xft.json").read_text())
+        assert manifest["languages"] == [language] and manifest["labels"] == ["neg", "pos"]
+        assert (run.paths.adapters / language / "adapter_model.safetensors").is_file()
+
+
+def test_per_language_adapter_untouched_when_its_language_is_never_drawn(tiny_model, easy_data, tmp_path, pm):
+    import torch
+
+    class OnlyEnglish:
+        @hookimpl
+        def xft_samplers(self):
+            from xft_core.sampling import ProbabilitySampler
+            from xft_core.specs import SamplerSpec
+
+            yield SamplerSpec(name="only-en", build=lambda sizes, options, seed: ProbabilitySampler({"en": 1.0, "de": 0.0, "ru": 0.0}, seed))
+
+    pm.register(OnlyEnglish(), name="only-en-plugin")
+    config = _strategy(tiny_config(tiny_model("gemma3"), easy_data, tmp_path, adapters="per_language", sampler="only-en"), "lora")
+    start = prepare(load_config(config), pm=pm)
+    initial = {n: p.detach().clone() for n, p in start.model.named_parameters() if ".de." in n}
+    run = train(config, pm=pm, progress=False)
+    trained = dict(run.accelerator.unwrap_model(run.model).named_parameters())
+    assert all(torch.equal(initial[n], trained[n]) for n in initial)
+    assert run.sampler.counts["de"] == 0 and run.sampler.counts["en"] == 12 * 8
+
+
+class _Crash(Exception):
+    pass
+
+
+def test_resume_after_a_crash_ends_with_the_same_weights(tiny_model, easy_data, tmp_path, pm):
+    from safetensors.torch import load_file
+
+    def config_for(out):
+        c = tiny_config(tiny_model("bert"), easy_data, out, sampler="temperature", adapters="per_language", training={"max_steps": 10, "save_every": 4})
+        c["strategy_options"] = {"r": 4, "alpha": 8, "dropout": 0.1}  # dropout: the RNG state must be restored too
+        return c
+
+    reference = train(config_for(tmp_path / "a"), pm=pm, progress=False)
+
+    class CrashAtStep6:
+        @hookimpl
+        def xft_after_step(self, run, step, logs):
+            if step == 6:
+                raise _Crash()
+
+    crasher = CrashAtStep6()
+    pm.register(crasher, name="crash")
+    with pytest.raises(_Crash):
+        train(config_for(tmp_path / "b"), pm=pm, progress=False)
+    pm.unregister(crasher)
+    checkpoints = sorted(p.name for p in (tmp_path / "b" / "tiny" / "checkpoints").iterdir())
+    assert checkpoints == ["step-4"]
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(config_for(tmp_path / "b"), pm=pm, progress=False)
+    resumed = train(config_for(tmp_path / "b"), pm=pm, progress=False, resume=True)
+    assert resumed.step == 10
+    a = load_file(str(reference.paths.checkpoints / "step-10" / "trainable.safetensors"))
+    b = load_file(str(resumed.paths.checkpoints / "step-10" / "trainable.safetensors"))
+    assert a.keys() == b.keys()
+    worst = max(float((a[k] - b[k]).abs().max()) for k in a)
+    assert worst < 1e-6, worst
+    steps = [r["step"] for r in map(json.loads, (resumed.paths.metrics).read_text().splitlines()) if "loss" in r]
+    assert steps == list(range(1, 11)), "metrics.jsonl must hold each step once after a resume"
+
+
+def test_early_stopping_and_best_checkpoint(tiny_model, easy_data, tmp_path, pm):
+    class FlatMetric:
+        """Reports a dev metric that only gets worse after the first evaluation."""
+
+        @hookimpl
+        def xft_after_eval(self, run, step, metrics):
+            for language in metrics:
+                metrics[language]["macro_f1"] = 1.0 / step
+
+    pm.register(FlatMetric(), name="flat")
+    config = tiny_config(
+        tiny_model("gemma3"), easy_data, tmp_path,
+        training={"max_steps": 40, "eval_every": 2, "early_stopping_patience": 2, "load_best_at_end": True},
+    )
+    run = train(config, pm=pm, progress=False)
+    assert run.step == 6, "two evaluations without improvement after step 2 stop the run at step 6"
+    assert run.best["step"] == 2
+    assert Path(run.best["checkpoint"]).name == "step-2"
