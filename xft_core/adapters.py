@@ -104,3 +104,80 @@ def head_weights(model: Any, head: Any, language: str | None) -> dict[str, Any]:
                 short = module + "." + key.split(marker, 1)[1]
                 state[short] = tensor.detach().cpu().contiguous()
     return state
+
+
+# ----------------------------------------------------------------------------------------------- loading
+@dataclass
+class Base:
+    """A base model loaded once with a task head on it, ready to carry adapters."""
+
+    model: Any
+    tokenizer: Any
+    head: Any
+    model_path: Path
+    fingerprint: str
+    manifest: Manifest  # the manifest that described it (task, labels, base reference)
+    pm: Any
+
+
+def head_from_manifest(manifest: Manifest, pm: Any) -> Any:
+    from xft_core.config import build_options
+    from xft_core.plugins import get_spec
+
+    spec = get_spec(pm, "task_heads", manifest.data["task"], config_key=f"{MANIFEST}: task")
+    head = spec.build(build_options(spec.options, manifest.data.get("task_options", {}), key="task_options"))
+    head.load_label_info(manifest.data)
+    return head
+
+
+def strategy_from_manifest(manifest: Manifest, pm: Any) -> tuple[Any, Any]:
+    """(spec, built strategy) of the strategy that trained this package."""
+    from xft_core.config import build_options
+    from xft_core.plugins import get_spec
+
+    spec = get_spec(pm, "strategies", manifest.data["strategy"], config_key=f"{MANIFEST}: strategy")
+    return spec, spec.build(build_options(spec.options, manifest.data.get("strategy_options", {}), key="strategy_options"))
+
+
+def load_base(folder_or_manifest: Path | Manifest, pm: Any = None, *, model: str | None = None, device: str | None = None) -> Base:
+    """Load the base model an adapter package was trained on (or `model`), with the package's task head."""
+    from xft_core.models import load_tokenizer, quiet_transformers, resolve_model
+    from xft_core.plugins import get_plugin_manager
+
+    quiet_transformers()
+    pm = pm or get_plugin_manager()
+    manifest = folder_or_manifest if isinstance(folder_or_manifest, Manifest) else Manifest.read(Path(folder_or_manifest))
+    head = head_from_manifest(manifest, pm)
+    model_path = resolve_model(model or manifest.data["base_model"], pm)
+    tokenizer = load_tokenizer(model_path)
+    base_model = head.build_model(model_path, tokenizer)
+    if device:
+        base_model.to(device)
+    base_model.eval()
+    return Base(base_model, tokenizer, head, model_path, base_fingerprint(model_path), manifest, pm)
+
+
+def check_compatible(base: Base, folder: Path) -> Manifest:
+    """The package's manifest, after checking it was trained on this base model and task."""
+    manifest = Manifest.read(folder)
+    want, have = manifest.data.get("base_fingerprint"), base.fingerprint
+    if want and want != have:
+        raise AdapterError(
+            f"{folder}: adapter was trained on a different base model (fingerprint {want[:12]}…, "
+            f"base '{manifest.data.get('base_model')}'); the loaded base is {base.model_path} ({have[:12]}…)."
+        )
+    if manifest.data.get("task") != base.manifest.data.get("task"):
+        raise AdapterError(f"{folder}: task '{manifest.data.get('task')}' does not match the loaded base's task '{base.manifest.data.get('task')}'")
+    if manifest.data.get("labels") != base.manifest.data.get("labels"):
+        raise AdapterError(f"{folder}: label set {manifest.data.get('labels')} differs from the base's {base.manifest.data.get('labels')}")
+    unsafe = [p.name for p in Path(folder).iterdir() if p.suffix in (".bin", ".pt", ".pkl", ".pth")]
+    if unsafe:
+        raise AdapterError(f"{folder}: holds pickle files ({', '.join(unsafe)}); xft loads only safetensors")
+    return manifest
+
+
+def attach(base: Base, model: Any, folder: Path, name: str) -> Any:
+    """Load the package in `folder` onto `model` (the base, or a model already carrying adapters) as `name`."""
+    manifest = check_compatible(base, Path(folder))
+    _, strategy = strategy_from_manifest(manifest, base.pm)
+    return strategy.load(model, Path(folder), name)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 from xft_core import __version__
@@ -102,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _extra_commands() -> list[Any]:
     """Sub-commands of other xft_core modules and of `xft_commands` plugins."""
     registers = []
-    for module in ("xft_core.evaluate", "xft_core.router_cli", "xft_core.datacheck_cli"):
+    for module in ("xft_core.evaluate", "xft_core.router_cli", "xft_core.server", "xft_core.datacheck_cli"):
         try:
             mod = __import__(module, fromlist=["register"])
         except ModuleNotFoundError as exc:

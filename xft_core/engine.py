@@ -197,9 +197,9 @@ def prepare(config: RunConfig, *, pm: Any = None, console: Any = None) -> Run:
     from accelerate.utils import DistributedDataParallelKwargs, set_seed
     from rich.console import Console
 
-    from xft_core.models import load_tokenizer, resolve_model
+    from xft_core.models import load_tokenizer, quiet_transformers, resolve_model
 
-    _quiet_transformers()
+    quiet_transformers()
     pm = pm or get_plugin_manager()
     pm.hook.xft_configure.call_historic(kwargs=dict(config=config))
     run = Run(config=config, paths=RunPaths(config.run_dir), pm=pm, console=console or Console(stderr=True))
@@ -234,14 +234,6 @@ def prepare(config: RunConfig, *, pm: Any = None, console: Any = None) -> Run:
     run.streams = {lang: LanguageStream(len(part), t.seed + i) for i, (lang, part) in enumerate(sorted(train.items()))}  # type: ignore[attr-defined]
     del torch
     return run
-
-
-def _quiet_transformers() -> None:
-    """transformers' load reports and shard bars would drown the run's own progress display."""
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
 
 
 def _single_adapter_name(languages: list[str]) -> str:

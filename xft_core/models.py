@@ -29,6 +29,14 @@ def resolve_model(reference: str, pm: Any) -> Path:
     )
 
 
+def quiet_transformers() -> None:
+    """transformers' load reports and shard bars would drown xft's own progress display."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
 def load_tokenizer(folder: Path) -> Any:
     from transformers import AutoTokenizer
 

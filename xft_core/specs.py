@@ -6,7 +6,7 @@ strategy can hold one adapter per language) is a field here, never a test on a p
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
