@@ -163,3 +163,28 @@ def test_early_stopping_and_best_checkpoint(tiny_model, easy_data, tmp_path, pm)
     assert run.step == 6, "two evaluations without improvement after step 2 stop the run at step 6"
     assert run.best["step"] == 2
     assert Path(run.best["checkpoint"]).name == "step-2"
+
+
+def test_two_cpu_processes_share_one_run_under_torchrun(tiny_model, easy_data, tmp_path):
+    """`torchrun --nproc_per_node 2 xft train` forms a gloo group: each step draws one language for both ranks."""
+    import shutil
+    import subprocess
+    import sys
+
+    import yaml
+
+    config = tiny_config(tiny_model("bert"), easy_data, tmp_path, adapters="per_language", sampler="temperature", training={"max_steps": 6, "save_every": 3})
+    path = tmp_path / "ddp.yaml"
+    path.write_text(yaml.safe_dump(config))
+    xft = shutil.which("xft") or str(Path(sys.executable).parent / "xft")
+    torchrun = str(Path(sys.executable).parent / "torchrun")
+    result = subprocess.run(
+        [torchrun, "--nproc_per_node", "2", xft, "train", str(path), "--no-progress"],
+        capture_output=True, text=True, timeout=240,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "tiny" / "run.json").read_text())
+    assert summary["num_processes"] == 2
+    assert sum(summary["examples_drawn"].values()) == 6 * 8 * 2
+    assert sorted(p.name for p in (tmp_path / "tiny" / "adapters").iterdir()) == ["de", "en", "ru"]
+    assert sorted(p.name for p in (tmp_path / "tiny" / "checkpoints").iterdir()) == ["step-3", "step-6"]

@@ -26,6 +26,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from xft_core.engine import train
 
     run = train(args.config, overrides=parse_overrides(args.set), resume=args.resume, progress=not args.no_progress)
+    if not run.accelerator.is_main_process:
+        return 0
     console = _console()
     table = Table(title=f"xft run '{run.config.name}': {run.step} steps, {run.examples_per_second:.1f} examples/s, {run.wall_seconds:.0f} s")
     table.add_column("language")

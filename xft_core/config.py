@@ -23,6 +23,7 @@ class ConfigError(ValueError):
 class DataConfig:
     path: str = ""  # folder of <lang>.<split>.{jsonl,csv,tsv}, or one file with a `language` column
     files: dict[str, dict[str, str]] = field(default_factory=dict)  # explicit {split: {language: file}}
+    rows: dict[str, dict[str, list]] = field(default_factory=dict)  # inline {split: {language: [row, ...]}}
     train_languages: list[str] = field(default_factory=list)  # empty: every language with a train file
     eval_languages: list[str] = field(default_factory=list)  # empty: the train languages
     train_split: str = "train"
@@ -33,8 +34,11 @@ class DataConfig:
     max_eval_examples: int = 0  # per language and split; 0 = all
 
     def __post_init__(self):
-        if not self.path and not self.files:
-            raise ConfigError("data: set `data.path` (a folder or file) or `data.files` ({split: {language: file}})")
+        if not self.path and not self.files and not self.rows:
+            raise ConfigError(
+                "data: set `data.path` (a folder or file), `data.files` ({split: {language: file}}) "
+                "or `data.rows` ({split: {language: [rows]}})"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)

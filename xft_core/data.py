@@ -94,9 +94,20 @@ def read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         raise DataError(f"{path}: unsupported file type '.{suffix}'. Use one of: {', '.join(EXTENSIONS)}")
 
 
-def discover(path: str | Path, files: Mapping[str, Mapping[str, str]] | None = None, language_field: str = "language") -> DataSet:
+def discover(
+    path: str | Path,
+    files: Mapping[str, Mapping[str, str]] | None = None,
+    language_field: str = "language",
+    rows: Mapping[str, Mapping[str, list]] | None = None,
+) -> DataSet:
     """Read every data file the config points at into a DataSet (no validation of fields yet)."""
     data = DataSet()
+    for split, by_language in (rows or {}).items():
+        for language, items in by_language.items():
+            for number, row in enumerate(items, 1):
+                if not isinstance(row, Mapping):
+                    raise DataError(f"data.rows.{split}.{language}[{number - 1}]: expected a mapping of fields, got {row!r}")
+                data.add(language, split, dict(row), (f"data.rows.{split}.{language}", number))
     if files:
         for split, by_language in files.items():
             for language, file in by_language.items():

@@ -20,6 +20,7 @@ from xft_core.data import DataError, DataSet, Split, discover, select, validate
 from xft_core.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
 from xft_core.io import atomic_write_json
 from xft_core.plugins import PluginError, collect, get_plugin_manager, get_spec
+from xft_core.specs import ROW_LANGUAGE
 
 
 @dataclass
@@ -143,7 +144,7 @@ def resolve_plugins(config: RunConfig, pm: Any) -> tuple[Any, Any, Any, Any, Any
 
 def load_data(config: RunConfig, head: Any) -> tuple[DataSet, dict[str, Split], dict[str, Split]]:
     d = config.data
-    data = discover(d.path, d.files, d.language_field)
+    data = discover(d.path, d.files, d.language_field, d.rows)
     train_languages = list(d.train_languages) or data.languages(d.train_split)
     if not train_languages:
         raise DataError(f"No '{d.train_split}' split found in {d.path or 'data.files'} (config key: data.train_split)")
@@ -213,7 +214,8 @@ def prepare(config: RunConfig, *, pm: Any = None, console: Any = None) -> Run:
     mixed = precision_for(t.precision, t.cpu)
     run.accelerator = Accelerator(
         mixed_precision=mixed,
-        cpu=t.cpu,
+        # without an accelerator, say so: Accelerate then forms a gloo group under torchrun (MULTI_CPU)
+        cpu=t.cpu or not _has_accelerator(),
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=config.adapters == "per_language")],
     )
     set_seed(t.seed)
@@ -229,11 +231,24 @@ def prepare(config: RunConfig, *, pm: Any = None, console: Any = None) -> Run:
         init(model, Path(config.init_from), run.adapter_names)
     run.model = model
     run.trainable_parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    run.features = {lang: run.head.encode(part.rows, run.tokenizer, t.max_length) for lang, part in train.items()}  # type: ignore[attr-defined]
+    run.features = {lang: run.head.encode(with_language(part.rows, lang), run.tokenizer, t.max_length) for lang, part in train.items()}  # type: ignore[attr-defined]
     run.sampler = sampler_spec.build({lang: len(part) for lang, part in train.items()}, sampler_options, t.seed)
     run.streams = {lang: LanguageStream(len(part), t.seed + i) for i, (lang, part) in enumerate(sorted(train.items()))}  # type: ignore[attr-defined]
     del torch
     return run
+
+
+def with_language(rows: list[dict[str, Any]], language: str) -> list[dict[str, Any]]:
+    """The rows as a task head sees them: each carries its language under `ROW_LANGUAGE` (for prompts)."""
+    return [{**row, ROW_LANGUAGE: language} for row in rows]
+
+
+def _has_accelerator() -> bool:
+    import torch
+
+    mps = getattr(torch.backends, "mps", None)
+    xpu = getattr(torch, "xpu", None)
+    return torch.cuda.is_available() or bool(mps and mps.is_available()) or bool(xpu and xpu.is_available())
 
 
 def _single_adapter_name(languages: list[str]) -> str:
@@ -263,7 +278,7 @@ def evaluate_dev(run: Run) -> dict[str, dict[str, float]]:
             continue
         run.strategy.activate(model, adapter if run.per_language else None)
         predictions = run.head.predict(
-            model, run.tokenizer, part.rows, batch_size=run.config.training.eval_batch_size, max_length=run.config.training.max_length
+            model, run.tokenizer, with_language(part.rows, language), batch_size=run.config.training.eval_batch_size, max_length=run.config.training.max_length
         )
         results[language] = score(run, run.pm, predictions, part.rows)
     return results
@@ -397,9 +412,17 @@ def train(
                 logs["examples_per_second"] = window_examples / elapsed if elapsed > 0 else 0.0
                 logs["examples_seen"] = dict(run.sampler.counts)
                 _log(run, logs)
+                if progress and acc.is_main_process and not run.console.is_terminal:
+                    # a live bar does not render into a log file or pipe: print the same facts as lines
+                    run.console.print(
+                        f"step {run.step}/{t.max_steps} loss {logs['loss']:.4f} "
+                        f"{logs['examples_per_second']:.1f} ex/s lr {logs['lr']:.2e}",
+                        highlight=False,
+                    )
                 window_examples, window_start = 0, time.perf_counter()
             bar.update(task, completed=run.step, loss=f"{logs['loss']:.4f}", speed=f"{total_examples / max(train_seconds, 1e-9):.1f}", language=languages[-1])
-            loss_sum, loss_count = 0.0, 0
+            if "examples_per_second" in logs:  # the logged loss is the mean over the steps since the last log
+                loss_sum, loss_count = 0.0, 0
             run.pm.hook.xft_after_step(run=run, step=run.step, logs=logs)
 
             evaluated = False

@@ -1,0 +1,34 @@
+# xft: `make demo` runs the whole job on the embedded default model; `make test` runs the test suite.
+# Both create .venv and install everything first (CPU torch where no NVIDIA GPU is present).
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH_CPU ?= torch==2.13.0
+
+.PHONY: setup demo test bench clean
+
+setup: $(VENV)/.xft-installed
+
+$(VENV)/.xft-installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	@if command -v nvidia-smi >/dev/null 2>&1; then \
+		echo "NVIDIA GPU found: torch comes from pyproject's dependency (CUDA build)"; \
+	else \
+		echo "no GPU: installing the CPU build $(TORCH_CPU)"; $(PY) -m pip install -q $(TORCH_CPU); \
+	fi
+	$(PY) -m pip install -q -e ".[all]"
+	touch $@
+
+demo: setup
+	$(PY) examples/demo.py
+
+test: setup
+	$(PY) -m pytest tests -q
+
+bench: setup
+	$(PY) benchmarks/hotswap.py
+	$(PY) benchmarks/gguf_load.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,31 @@
+"""The examples run as documented (with tiny offline models in place of the embedded default)."""
+
+from __future__ import annotations
+
+import json
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_quickstart_trains_two_sentences_in_two_languages(tiny_model, tmp_path, monkeypatch):
+    module = runpy.run_path(str(ROOT / "examples" / "quickstart.py"))
+    run = module["main"](["--model", str(tiny_model("xlm-roberta")), "--output-dir", str(tmp_path), "--steps", "4"])
+    adapter = Path(run.adapter_dirs["multilingual"])
+    manifest = json.loads((adapter / "xft.json").read_text())
+    assert manifest["languages"] == ["de", "en"] and manifest["labels"] == ["negative", "positive"]
+    assert run.sampler.counts["en"] + run.sampler.counts["de"] == 4 * 2
+
+
+@pytest.mark.parametrize("config", sorted(p.name for p in (ROOT / "examples").glob("*.yaml")))
+def test_every_example_config_loads_and_names_installed_plugins(config):
+    from xft_core.config import load_config
+    from xft_core.engine import resolve_plugins
+    from xft_core.plugins import get_plugin_manager
+
+    loaded = load_config(ROOT / "examples" / config)
+    resolve_plugins(loaded, get_plugin_manager())
