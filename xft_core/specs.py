@@ -74,6 +74,11 @@ class SamplerSpec:
 
 
 # -------------------------------------------------------------------------------------------- task head
+ROW_LANGUAGE = "__language__"
+"""Key under which a task head finds each row's language in the rows given to `encode` and `predict`
+(the engine adds it; heads that need no language ignore it). Never a field of the data files."""
+
+
 class TaskHead(Protocol):
     """What `TaskHeadSpec.build` returns: everything task-specific, from rows to metrics."""
 

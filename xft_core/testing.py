@@ -15,6 +15,8 @@ import string
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
+from xft_core.models import register_gemma3_token_classification  # noqa: F401  (re-exported; lives with model loading)
+
 if TYPE_CHECKING:  # heavy imports stay out of module import time
     from transformers import PreTrainedTokenizerFast
 
@@ -213,26 +215,6 @@ def _config(family: str, tok: PreTrainedTokenizerFast) -> Any:
                            num_heads=2, relative_attention_num_buckets=8, eos_token_id=tok.eos_token_id,
                            decoder_start_token_id=tok.pad_token_id)
     raise ValueError(f"unknown family {family!r}; expected one of {FAMILIES}")
-
-
-def register_gemma3_token_classification() -> None:
-    """transformers 5.24 has no token-classification head for `gemma3_text`; register the generic one.
-
-    Idempotent. Needed in any process that calls AutoModelForTokenClassification on a Gemma 3 text folder.
-    """
-    from transformers import AutoModelForTokenClassification, Gemma3TextConfig
-    from transformers.modeling_layers import GenericForTokenClassification
-    from transformers.models.auto.modeling_auto import MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING
-    from transformers.models.gemma3.modeling_gemma3 import Gemma3PreTrainedModel
-
-    if Gemma3TextConfig in MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING:
-        return
-
-    class Gemma3TextForTokenClassification(GenericForTokenClassification, Gemma3PreTrainedModel):
-        config_class = Gemma3TextConfig
-        input_modalities = ("text",)
-
-    AutoModelForTokenClassification.register(Gemma3TextConfig, Gemma3TextForTokenClassification, exist_ok=True)
 
 
 def build_tiny_model(family: str, folder: str | Path, *, texts: Iterable[str] | None = None, seed: int = 0) -> Path:

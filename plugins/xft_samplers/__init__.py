@@ -8,7 +8,7 @@ a budget of B examples over languages from smallest to largest, none repeated mo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Mapping
 
 from xft_core.hookspecs import hookimpl
 from xft_core.sampling import ProbabilitySampler, proportions

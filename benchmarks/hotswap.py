@@ -1,0 +1,217 @@
+"""Hot-swap serving on one base model: swap latency, cold loads, and mixed-language batch throughput.
+
+    python benchmarks/hotswap.py                      # builds a small Gemma 3 model + 4 adapters (~1 min, 2 cores)
+    python benchmarks/hotswap.py --run runs/reviews   # a trained run with per-language adapters
+    python benchmarks/hotswap.py --model DIR          # train the 4 adapters on another base model folder
+
+Everything is measured against the same `Router` in one process:
+- cached swap: routing to an already-loaded adapter (`Router.load` on a hit), and peft's `set_adapter`
+  between two loaded adapters (what a single-adapter batch pays when the previous batch used another one);
+- cold load: an adapter read from disk onto the live base model;
+- throughput of one mixed batch (4 languages, each row through its own adapter in ONE forward) against the
+  same texts all through one adapter, the bare base model, and one request per row, each routed alone.
+
+Floors: mixed batch >= 0.8x the single-adapter batch, >= 3x request by request; cached swap < 1 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+for extra in (ROOT, ROOT / "plugins"):
+    if str(extra) not in sys.path:
+        sys.path.insert(0, str(extra))
+
+LANGUAGES = ["en", "de", "es", "zh"]
+REVIEWS = ROOT / "examples" / "data" / "reviews"
+
+
+def build_small_gemma3(folder: Path) -> Path:
+    """A randomly initialised Gemma 3 text model: 4 layers, width 256, a BPE vocabulary of 2,000 trained on
+    the review texts: small enough for CPUs, big enough that the matmuls, not Python, dominate a forward."""
+    import torch
+    import transformers as tf
+
+    from xft_core.testing import DEFAULT_TEXTS, build_tokenizer, register_gemma3_token_classification
+
+    texts = list(DEFAULT_TEXTS)
+    for language in LANGUAGES:
+        texts += [line for line in (REVIEWS / f"{language}.train.jsonl").read_text(encoding="utf-8").splitlines()]
+    tokenizer = build_tokenizer(texts, folder, kind="bpe", role="decoder", vocab_size=2000)
+    config = tf.Gemma3TextConfig(
+        vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, hidden_size=256, intermediate_size=1024, num_hidden_layers=4,
+        num_attention_heads=4, num_key_value_heads=1, head_dim=64, query_pre_attn_scalar=64, sliding_window=64,
+        max_position_embeddings=512, layer_types=["sliding_attention", "full_attention"] * 2, tie_word_embeddings=True)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        tf.AutoModelForCausalLM.from_config(config).save_pretrained(folder)
+    register_gemma3_token_classification()
+    return folder
+
+
+def train_adapters(model: Path, out: Path) -> Path:
+    """Per-language LoRA adapters for en/de/es/zh: a few steps each (the benchmark needs distinct weights,
+    not accuracy)."""
+    from xft_core.engine import train
+
+    config = {
+        "name": "hotswap", "output_dir": str(out), "model": str(model), "task": "sequence-classification",
+        "strategy": "lora", "strategy_options": {"r": 8, "alpha": 16}, "adapters": "per_language", "sampler": "round_robin",
+        "data": {"path": str(REVIEWS), "train_languages": LANGUAGES, "max_eval_examples": 8},
+        "training": {"max_steps": 8, "batch_size": 8, "learning_rate": 1e-3, "precision": "no", "seed": 1},
+        "data_check": False,
+    }
+    return train(config, progress=False).paths.root
+
+
+def median_ms(samples: list[float]) -> float:
+    return statistics.median(samples) * 1e3
+
+
+def rows_per_second(call, rows: int, repeat: int) -> float:
+    call()  # warm-up: first-use allocations, peft hooks, tokenizer caches
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - started)
+    return rows / statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", type=Path, help="a run folder with per-language adapters (default: build and train)")
+    parser.add_argument("--model", type=Path, help="base model folder to train the 4 adapters on (default: small Gemma 3)")
+    parser.add_argument("--rows", type=int, default=64, help="rows per batch (default 64, 16 per language)")
+    parser.add_argument("--repeat", type=int, default=5, help="timed repetitions per throughput figure (median)")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from xft_core.models import quiet_transformers
+    from xft_core.router import Router
+
+    quiet_transformers()
+    torch.manual_seed(0)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="xft-hotswap-") as scratch:
+        run = args.run
+        if run is None:
+            model = args.model or build_small_gemma3(Path(scratch) / "gemma3-small")
+            run = train_adapters(model, Path(scratch) / "runs")
+        prepared = time.perf_counter() - started
+        router = Router.from_run(run, capacity=8, batch_size=args.rows, max_length=128)
+        names = sorted(router.registered())
+        languages = [lang for lang in LANGUAGES if lang in router.routes()] or sorted(router.routes())
+        if len(languages) < 2:
+            print(f"need adapters for at least 2 languages; {run} serves {sorted(router.routes())}")
+            return 2
+        for name in names:
+            router.load(name)
+        texts, row_languages = batch(languages, args.rows)
+        print(f"base {router.base.model_path.name}: {sum(p.numel() for p in router.base.model.parameters()) / 1e6:.1f} M parameters, "
+              f"adapters {', '.join(names)}; {args.rows} rows, {len(languages)} languages; threads {torch.get_num_threads()}; "
+              f"setup {prepared:.0f} s")
+        report = measure(router, texts, row_languages, languages, args.repeat)
+    print_report(report)
+    print(f"total {time.perf_counter() - started:.0f} s")
+    return 0 if report["floors_met"] else 1
+
+
+def batch(languages: list[str], rows: int) -> tuple[list[str], list[str]]:
+    """`rows` review texts, languages interleaved (en, de, es, zh, en, ...), so consecutive requests differ."""
+    import json
+
+    pools = {}
+    for language in languages:
+        path = REVIEWS / f"{language}.test.jsonl"
+        pools[language] = [json.loads(line)["text"] for line in path.read_text(encoding="utf-8").splitlines()] if path.exists() \
+            else [f"sample text {i}" for i in range(rows)]
+    texts, row_languages = [], []
+    for i in range(rows):
+        language = languages[i % len(languages)]
+        texts.append(pools[language][(i // len(languages)) % len(pools[language])])
+        row_languages.append(language)
+    return texts, row_languages
+
+
+def measure(router, texts: list[str], row_languages: list[str], languages: list[str], repeat: int) -> dict:
+    n = len(texts)
+    first = router.routes()[languages[0]]
+    second = router.routes()[languages[1]]
+    # cached swap 1: route to an adapter that is already loaded (lock, LRU bookkeeping)
+    route = []
+    for i in range(2000):
+        name = router.routes()[languages[i % len(languages)]]
+        t = time.perf_counter()
+        router.load(name)
+        route.append(time.perf_counter() - t)
+    # cached swap 2: peft's set_adapter between two loaded adapters (the router's single-adapter path)
+    peft = router._peft
+    pair = [router._loaded[first], router._loaded[second]]
+    set_adapter = []
+    for i in range(300):
+        t = time.perf_counter()
+        peft.set_adapter(pair[i % 2], inference_mode=True)
+        set_adapter.append(time.perf_counter() - t)
+    # cold load from disk onto the live base (no eviction: capacity is not reached)
+    cold = []
+    for i in range(8):
+        router.unload(second)
+        t = time.perf_counter()
+        router.load(second)
+        cold.append(time.perf_counter() - t)
+
+    mixed = rows_per_second(lambda: router.predict(texts, row_languages), n, repeat)
+    single = rows_per_second(lambda: router.predict(texts, adapters=first), n, repeat)
+    base = rows_per_second(lambda: router.predict(texts, adapters="__base__"), n, repeat)
+
+    def one_by_one():
+        for text, language in zip(texts, row_languages):
+            router.predict([text], language)
+
+    forwards = router.stats.forwards
+    per_request = rows_per_second(one_by_one, n, max(1, repeat // 2))
+    assert router.stats.forwards - forwards == n * (1 + max(1, repeat // 2)), "one forward per request"
+    report = {
+        "route_ms": median_ms(route), "set_adapter_ms": median_ms(set_adapter), "cold_ms": median_ms(cold),
+        "mixed": mixed, "single": single, "base": base, "per_request": per_request,
+    }
+    report["floors"] = {
+        "mixed batch / single-adapter batch >= 0.8": mixed / single >= 0.8,
+        "mixed batch / request by request >= 3": mixed / per_request >= 3,
+        "cached swap (routing) < 1 ms": report["route_ms"] < 1,
+        "cached swap (set_adapter) < 1 ms": report["set_adapter_ms"] < 1,
+    }
+    report["floors_met"] = all(report["floors"].values())
+    return report
+
+
+def print_report(r: dict) -> None:
+    print()
+    print(f"{'measure':<52}{'value':>14}")
+    print(f"{'cached swap: route to a loaded adapter (median)':<52}{r['route_ms'] * 1e3:>11.1f} us")
+    print(f"{'cached swap: peft set_adapter (median)':<52}{r['set_adapter_ms'] * 1e3:>11.1f} us")
+    print(f"{'cold load from disk (median)':<52}{r['cold_ms']:>11.1f} ms")
+    print(f"{'mixed 4-language batch, one forward':<52}{r['mixed']:>9.1f} rows/s")
+    print(f"{'single-adapter batch, same texts':<52}{r['single']:>9.1f} rows/s")
+    print(f"{'bare base model, same texts':<52}{r['base']:>9.1f} rows/s")
+    print(f"{'request by request (one row each, adapter swaps)':<52}{r['per_request']:>9.1f} rows/s")
+    print()
+    print(f"mixed / single-adapter      {r['mixed'] / r['single']:6.2f}x   (floor 0.8x)")
+    print(f"mixed / request-by-request  {r['mixed'] / r['per_request']:6.2f}x   (floor 3x)")
+    print(f"single-adapter / base       {r['single'] / r['base']:6.2f}x   (LoRA overhead of serving)")
+    print(f"cold load / cached routing  {r['cold_ms'] / r['route_ms']:8.0f}x")
+    for name, met in r["floors"].items():
+        print(f"  {'ok  ' if met else 'MISS'} {name}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,253 @@
+"""`xft data check`: the data checks of `xft_core.datacheck` as a report on the terminal and a JSON file.
+
+Findings are warnings: the command exits 0 when it ran, 2 when the data cannot be read.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from xft_core.datacheck import KINDS, MIN_LANGID_CHARS, Report
+
+SHORT = {  # column headers for the per-language issue table
+    "empty": "empty",
+    "duplicate": "dup",
+    "duplicate_across_splits": "dup across splits",
+    "conflicting_labels": "label conflict",
+    "near_duplicate": "near dup",
+    "near_duplicate_across_splits": "near dup across splits",
+    "cross_language_duplicate": "in another language",
+    "wrong_language": "wrong language",
+    "ambiguous_language": "close call",
+    "over_length": "over max_length",
+}
+
+
+def register(subparsers: Any) -> None:
+    data = subparsers.add_parser("data", help="inspect data sets (xft data check)", description="Inspect data sets.")
+    data_sub = data.add_subparsers(dest="data_command", metavar="COMMAND")
+    data.set_defaults(func=lambda args: data.print_help() or 0)
+    p = data_sub.add_parser(
+        "check",
+        help="counts, label balance, duplicates, near duplicates, wrong-language and over-long rows",
+        description="Check a data set before training: rows and labels per language and split; exact and near "
+        "duplicates within a split and across the splits of one language; rows whose language is not the file's; "
+        "empty rows; with --model, rows longer than --max-length tokens. Findings are warnings (exit 0); "
+        "every one is in the JSON file with its file and line.",
+    )
+    p.add_argument("data", metavar="DATA", help="a data folder or file (the layouts `data.path` accepts), or a run config (YAML)")
+    p.add_argument("--split", action="extend", nargs="+", metavar="S", help="only these splits (default: all)")
+    p.add_argument("--languages", metavar="A,B", help="only these languages, comma-separated ('en' also finds 'eng')")
+    p.add_argument("--model", metavar="REF", help="count tokens with this model's tokenizer (any reference `xft train` accepts)")
+    p.add_argument("--max-length", type=int, metavar="N",
+                   help="token limit for --model (default: the config's training.max_length, else 128)")
+    p.add_argument("--near-threshold", type=float, default=0.9, metavar="T",
+                   help="similarity of normalised texts (0-1) from which rows are near duplicates (default 0.9); 0: off")
+    p.add_argument("--no-langid", action="store_true", help="skip language identification")
+    p.add_argument("--json", metavar="OUT", default="data_check.json",
+                   help="where to write every finding (default: ./data_check.json)")
+    p.add_argument("--examples", type=int, default=5, metavar="N", help="examples shown per kind of finding (default 5)")
+    p.set_defaults(func=cmd_data_check)
+
+
+def load(source: str) -> tuple[Any, Any, list[str], int | None]:
+    """(DataSet, task options or None, the config's languages, the config's max_length) for a data path or config."""
+    from xft_core.data import discover
+
+    path = Path(source)
+    if path.suffix.lower() in (".yaml", ".yml"):
+        from xft_core.config import load_config
+
+        config = load_config(path)
+        d = config.data
+        languages = list(dict.fromkeys([*d.train_languages, *d.eval_languages]))
+        return discover(d.path, d.files, d.language_field), dict(config.task_options), languages, config.training.max_length
+    return discover(path), None, [], None
+
+
+def cmd_data_check(args: argparse.Namespace) -> int:
+    import time
+
+    from rich.console import Console
+
+    from xft_core.data import DataError
+    from xft_core.datacheck import check, default_detector, fields_for, subset
+    from xft_core.io import atomic_write_json
+    from xft_core.plugins import get_plugin_manager
+
+    console, status = Console(), Console(stderr=True)
+    started = time.perf_counter()
+    data, options, config_languages, config_max_length = load(args.data)
+    languages = [x.strip() for x in args.languages.split(",") if x.strip()] if args.languages else config_languages
+    data = subset(data, args.split, languages)
+    if not data.splits:
+        raise DataError(f"{args.data}: no rows to check")
+    if not 0 <= args.near_threshold <= 1:
+        raise DataError(f"--near-threshold must be between 0 and 1, got {args.near_threshold}")
+    fields = fields_for((row for by in data.splits.values() for part in by.values() for row in part.rows[:5]), options)
+    tokenizer, max_length = None, args.max_length or config_max_length or 128
+    if args.model:
+        from xft_core.models import load_tokenizer, quiet_transformers, resolve_model
+
+        quiet_transformers()
+        with status.status(f"loading the tokenizer of {args.model}"):
+            tokenizer = load_tokenizer(resolve_model(args.model, get_plugin_manager()))
+    elif args.max_length:
+        status.print("[yellow]--max-length needs --model (the tokenizer that counts tokens); token lengths not checked[/]")
+    with status.status("checking") as spinner:
+        report = check(
+            data,
+            fields=fields,
+            tokenizer=tokenizer,
+            max_length=max_length,
+            near_threshold=args.near_threshold or None,
+            detector=None if args.no_langid else default_detector(get_plugin_manager()),
+            progress=lambda step: spinner.update(f"checking: {step}"),
+        )
+    if not args.no_langid and report.detector is None:
+        status.print("[yellow]py3langid is not installed (pip install py3langid): language ID skipped[/]")
+    report.seconds["total"] = time.perf_counter() - started
+    render(report, console, source=args.data, examples=args.examples)
+    out = Path(args.json)
+    atomic_write_json(out, {"data": str(Path(args.data).resolve()), **report.to_dict()})
+    console.print(f"every finding: [bold]{out.resolve()}[/]")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- render
+def _pct(n: int, total: int) -> str:
+    return f"{n:,} ({100 * n / total:.1f}%)" if total and n else (f"{n:,}" if n else "-")
+
+
+def _name(file: str) -> str:
+    return Path(file).name
+
+
+def render(report: Report, console: Any, *, source: str = "", examples: int = 5) -> None:
+    from rich.table import Table
+
+    splits = list(dict.fromkeys(p.split for p in report.parts))
+    languages = sorted({p.language for p in report.parts})
+    by = {(p.language, p.split): p for p in report.parts}
+    rows = sum(p.rows for p in report.parts)
+    console.print(
+        f"[bold]xft data check[/] {source}: {len(languages)} language(s), splits {', '.join(splits)}, {rows:,} rows; "
+        f"text field '{report.fields.text}'" + (f" + '{report.fields.pair}'" if report.fields.pair else "")
+    )
+    if report.parallel:
+        console.print("parallel data (same rows and labels line by line in every language): "
+                      "rows repeated across languages are expected, not flagged")
+
+    # rows and labels per language
+    label_kind = "labels" if report.fields.label else "tags" if report.fields.tags else None
+    table = Table(title="Rows per language and split" + (f", {label_kind}" if label_kind else ""))
+    table.add_column("language")
+    for split in splits:
+        table.add_column(split, justify="right")
+    if label_kind:
+        union = sorted({name for p in report.parts for name in getattr(p, label_kind)})
+        table.add_column(label_kind, justify="right")
+        table.add_column("most:least", justify="right")
+        table.add_column(f"missing {label_kind}")
+    for language in languages:
+        parts = [by.get((language, s)) for s in splits]
+        cells = [f"{p.rows:,}" if p else "-" for p in parts]
+        if label_kind:
+            present = [p for p in parts if p]
+            names = {name for p in present for name in getattr(p, label_kind)}
+            worst = max(((p.imbalance or 0, p.split) for p in present), default=(0, ""))
+            missing = [f"{p.split}: {', '.join(sorted(set(union) - set(getattr(p, label_kind))))}"
+                       for p in present if set(union) - set(getattr(p, label_kind))]
+            cells += [str(len(names)), f"{worst[0]:.1f} ({worst[1]})" if worst[0] else "-", _clip("; ".join(missing), 60) or "-"]
+        table.add_row(language, *cells)
+    console.print(table)
+
+    if label_kind == "labels" and 1 < len(union) <= 50:
+        totals = {s: Counter() for s in splits}
+        for p in report.parts:
+            totals[p.split].update(p.labels)
+        table = Table(title="Labels, all languages")
+        table.add_column("label")
+        for split in splits:
+            table.add_column(split, justify="right")
+        for label in union:
+            table.add_row(label, *[_pct(totals[s][label], sum(totals[s].values())) for s in splits])
+        console.print(table)
+
+    # issues: totals with rates, then per language
+    kinds = [k for k in KINDS if report.count(k)]
+    table = Table(title="Issues" if kinds else "Issues: none found")
+    for column in ("finding", "rows", "rate", "first"):
+        table.add_column(column, justify="right" if column in ("rows", "rate") else "left")
+    for kind in kinds:
+        n, first = report.count(kind), report.of(kind)[0]
+        table.add_row(KINDS[kind], f"{n:,}", f"{100 * n / rows:.2f}%", f"{_name(first.file)}:{first.line}")
+    if kinds:
+        console.print(table)
+        table = Table(title="Issues per language (languages with any)")
+        table.add_column("language")
+        table.add_column("rows", justify="right")
+        for kind in kinds:
+            table.add_column(SHORT[kind], justify="right")
+        for language in languages:
+            counts = [report.count(k, language) for k in kinds]
+            if any(counts):
+                total = sum(p.rows for p in report.parts if p.language == language)
+                checked = sum(p.langid_checked for p in report.parts if p.language == language)
+                cells = [_pct(n, checked) if k in ("wrong_language", "ambiguous_language") else f"{n:,}" if n else "-"
+                         for k, n in zip(kinds, counts)]
+                table.add_row(language, f"{total:,}", *cells)
+        console.print(table)
+    for kind in kinds:
+        _examples(report, kind, console, examples)
+
+    # language ID coverage and timings
+    if report.detector:
+        unknown = sorted({p.language for p in report.parts if p.langid == "not checkable"})
+        short = sum(p.langid_not_judged for p in report.parts)
+        checked = sum(p.langid_checked for p in report.parts)
+        note = f"language ID ({report.detector}): {checked:,} rows checked"
+        if short:
+            note += f", {short:,} not judged (shorter than {MIN_LANGID_CHARS} characters or no answer)"
+        if unknown:
+            note += f"; not checkable (unknown to the detector): {', '.join(unknown)}"
+        console.print(note)
+    if report.seconds:
+        steps = ", ".join(f"{k} {v:.1f} s" for k, v in report.seconds.items() if k != "total")
+        console.print(f"checked {rows:,} rows in {report.seconds.get('total', sum(report.seconds.values())):.1f} s ({steps})")
+
+
+def _clip(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _examples(report: Report, kind: str, console: Any, n: int) -> None:
+    from rich.table import Table
+
+    found = report.of(kind)
+    if not n or not found:
+        return
+    table = Table(title=f"{KINDS[kind]}: first {min(n, len(found))} of {len(found):,}", show_lines=False)
+    table.add_column("file:line", no_wrap=True)
+    table.add_column("of" if found[0].other else "detail")
+    table.add_column("text", min_width=30)
+    for f in found[:n]:
+        if f.other:
+            detail = f"{_name(f.other['file'])}:{f.other['line']}"
+            if "similarity" in f.detail:
+                detail += f" ({f.detail['similarity']:.2f})"
+            if "label" in f.detail:
+                detail += f" ({f.detail['other_label']} vs {f.detail['label']})"
+        elif "detected" in f.detail:
+            detail = f"detected {f.detail['detected']}"
+            if f.detail.get("probability") is not None:
+                detail += f" {f.detail['probability']:.2f}, own {f.detail['expected_probability']:.2f}"
+        elif "tokens" in f.detail:
+            detail = f"{f.detail['tokens']} tokens"
+        else:
+            detail = ", ".join(f.detail.get("fields", []))
+        table.add_row(f"{_name(f.file)}:{f.line}", detail, _clip(f.text, 90))
+    console.print(table)

@@ -1,0 +1,87 @@
+"""`xft predict`: run texts through a run's adapters from the shell, one JSON line per text.
+
+The base model loads once and every text goes to its language's adapter (given, or detected with
+`--language auto`), exactly as a server would route it; stdout carries only JSON Lines, so the output pipes
+into `jq` or a file, while load messages go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Iterable, TextIO
+
+from xft_core.adapters import AdapterError
+
+# fields of a router prediction that stay out of the command's output
+_HIDDEN = ("logits", "adapter_version", "language", "adapter")
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "predict",
+        help="predict with a run's adapters (each text routed to its language's adapter)",
+        description="Predict with the adapters of a run (or an adapters folder, or one adapter package). Texts come from "
+        "the arguments, --file (one text per line, or JSON Lines with \"text\" and optional \"language\") or stdin. "
+        "Prints one JSON line per text: text, label, scores, language, adapter.",
+    )
+    p.add_argument("path", metavar="RUN_OR_ADAPTERS", help="run folder, its adapters/ folder, or one adapter package")
+    p.add_argument("texts", nargs="*", metavar="TEXT", help="texts to classify (else --file, else stdin)")
+    p.add_argument("--file", type=Path, help="one text per line, or JSON Lines with 'text' (and 'language')")
+    p.add_argument("--language", default="auto", help="language of every text without its own, or 'auto' to detect (default)")
+    p.add_argument("--capacity", type=int, default=8, help="adapters kept loaded at once (default 8)")
+    p.add_argument("--fallback", metavar="NAME", help="adapter for languages without one (default: the bare base model)")
+    p.add_argument("--batch-size", type=int, default=32, help="rows per forward pass (default 32)")
+    p.set_defaults(func=cmd_predict)
+
+
+def read_inputs(texts: list[str], file: Path | None, stdin: TextIO | None) -> list[dict[str, Any]]:
+    """Rows {"text", "language"?} from arguments, a file or stdin (JSON Lines when the first line is an object)."""
+    if texts:
+        return [{"text": t} for t in texts]
+    if file is not None:
+        if not file.is_file():
+            raise FileNotFoundError(f"--file {file}: no such file")
+        return parse_lines(file.read_text(encoding="utf-8").splitlines(), str(file))
+    if stdin is not None and not stdin.isatty():
+        return parse_lines(stdin.read().splitlines(), "stdin")
+    return []
+
+
+def parse_lines(lines: Iterable[str], source: str) -> list[dict[str, Any]]:
+    lines = [(number, line) for number, line in enumerate(lines, 1) if line.strip()]
+    if not lines or not lines[0][1].lstrip().startswith("{"):
+        return [{"text": line.rstrip("\r")} for _, line in lines]
+    rows = []
+    for number, line in lines:
+        try:
+            row = json.loads(line)
+        except ValueError as exc:
+            raise AdapterError(f"{source} line {number}: not valid JSON ({exc.msg}); JSON Lines input needs one object per line") from None
+        if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+            raise AdapterError(f'{source} line {number}: needs a "text" field holding a string')
+        rows.append(row)
+    return rows
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from xft_core.router import Router, find_packages
+
+    find_packages(args.path)  # a wrong path fails before the model loads
+    rows = read_inputs(args.texts, args.file, sys.stdin)
+    if not rows:
+        print("error: no texts: give them as arguments, with --file, or on stdin", file=sys.stderr)
+        return 2
+    router = Router.from_run(args.path, capacity=args.capacity, fallback=args.fallback, batch_size=args.batch_size)
+    languages = [row.get("language") or args.language for row in rows]
+    # whole rows go in, so JSON Lines can carry a second text (`text_pair`) for pair classification
+    predictions = router.predict([{k: v for k, v in row.items() if k != "language"} for row in rows], languages)
+    out = sys.stdout
+    for row, prediction in zip(rows, predictions):
+        record = {"text": row["text"], **{k: v for k, v in prediction.items() if k not in _HIDDEN},
+                  "language": prediction.get("language"), "adapter": prediction.get("adapter")}
+        out.write(json.dumps(record, ensure_ascii=False) + "\n")
+    out.flush()
+    return 0
