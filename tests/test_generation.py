@@ -86,7 +86,7 @@ def test_template_fills_language_names_from_codes():
 
     head = head_of("causal-lm")
     row = {"source": "Guten Morgen.", "target": "Good morning."}
-    assert head.prompt({**row, ROW_LANGUAGE: "deu"}) == "Translate from German to English:\nGuten Morgen.\nEnglish:"
+    assert head.prompt({**row, ROW_LANGUAGE: "deu"}) == "Translate from German to English.\nGerman: Guten Morgen.\nEnglish:"
     assert head.prompt({**row, ROW_LANGUAGE: "de"}) == head.prompt({**row, ROW_LANGUAGE: "ger"})
     assert "from Spanish to French" in head_of("causal-lm", target_language="fra").prompt({**row, ROW_LANGUAGE: "es"})
     assert head_of("seq2seq").prompt({**row, ROW_LANGUAGE: "cmn"}) == "translate Chinese to English: Guten Morgen."
@@ -208,7 +208,9 @@ def _perturbed_per_language_run(model, data, out, task, pm):
     """A per-language LoRA run whose three adapters differ (random B matrices), without training."""
     import torch
 
-    run = prepare(load_config(generation_config(model, data, out, task, adapters="per_language")), pm=pm)
+    config = generation_config(model, data, out, task, adapters="per_language")
+    config["task_options"]["max_new_tokens"] = 12
+    run = prepare(load_config(config), pm=pm)
     generator = torch.Generator().manual_seed(3)
     with torch.no_grad():
         for name, parameter in run.model.named_parameters():
@@ -247,8 +249,21 @@ def test_batched_generation_equals_one_row_at_a_time(family, task, tiny_model, c
     assert together == apart and run.tokenizer.padding_side == side
 
 
-def test_stop_strings_cut_generated_text():
+def test_stop_strings_cut_generated_text(tiny_model):
+    import torch
+
+    from xft_core.models import load_tokenizer
+    from xft_generation import _stop_after_text
+
     head = head_of("causal-lm", stop_strings=["\n", "###"])
     assert head.finish(" Good morning.\nTranslate from") == "Good morning."
+    assert head.finish("\n\nGood morning.\nGerman:") == "Good morning.", "a leading newline is not a stop"
     assert head.finish("Hello ### more") == "Hello"
     assert head_of("causal-lm").finish(" a\nb ") == "a\nb"
+    tokenizer = load_tokenizer(tiny_model("gemma3"))
+    prompt = tokenizer("Hi:", add_special_tokens=False)["input_ids"]
+    stop = _stop_after_text(tokenizer, ["\n"], start_at=len(prompt))[0]
+    ids = [prompt + tokenizer(text, add_special_tokens=False)["input_ids"] for text in ("\nGood\nmorning", "\nGood morning")]
+    width = max(map(len, ids))
+    batch = torch.tensor([i + [tokenizer.pad_token_id] * (width - len(i)) for i in ids])
+    assert stop(batch, None).tolist() == [True, False]

@@ -147,6 +147,18 @@ def test_a_batch_needing_more_adapters_than_the_cache_holds_still_answers_right(
     assert len(narrow.loaded()) == 2 and narrow.stats.forwards == 2
 
 
+def test_requests_larger_than_one_forward_are_split_by_length_and_put_back_in_order(runs, pm):
+    texts = [TEXTS[lang][i] + " " + "gut " * (i * 3 % 7) for i in range(3) for lang in LANGUAGES]
+    languages = [lang for _ in range(3) for lang in LANGUAGES]
+    whole = Router.from_run(runs["gemma3"], pm=pm, batch_size=32).predict(texts, languages)
+    router = Router.from_run(runs["gemma3"], pm=pm, batch_size=4)
+    split = router.predict(texts, languages)
+    assert [p["adapter"] for p in split] == languages and router.stats.forwards == 3
+    assert worst([p["logits"] for p in split], [p["logits"] for p in whole]) < 1e-5
+    with pytest.raises(ValueError, match="2 values for 9 texts"):
+        router.predict(texts[:9], ["en", "de"])
+
+
 # ------------------------------------------------------------------------------------------- cache
 def test_lru_eviction_order_and_pinning(runs, pm, tmp_path):
     router = Router.from_run(runs["bert"], pm=pm, capacity=2)

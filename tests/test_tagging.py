@@ -217,6 +217,9 @@ def test_predictions_give_one_tag_per_word_and_fallback_for_truncated_words(tiny
     kept = len(set(w for w in head.tokenize(rows[1:], tokenizer, 8)[1][0] if w is not None))
     assert len(cut[1]["tags"]) == 28 and cut[1]["tags"][:kept] == full[1]["tags"][:kept]
     assert cut[1]["tags"][kept:] == ["NOUN"] * (28 - kept), "words cut off get the most frequent training tag"
+    last = head_for(label_subword="last")
+    last.load_label_info(head.label_info())
+    assert [len(p["tags"]) for p in last.predict(model, tokenizer, rows, batch_size=2, max_length=128)] == [3, 28]
 
 
 # ------------------------------------------------------------------------------------------ training

@@ -167,9 +167,9 @@ def _clip(text: str, n: int = 200) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-def _ordered_splits(data: DataSet, splits: Iterable[str] | None = None) -> list[str]:
-    names = list(splits) if splits else list(data.splits)
-    return sorted(names, key=lambda s: (SPLIT_ORDER.index(s) if s in SPLIT_ORDER else len(SPLIT_ORDER), s))
+def _ordered_splits(data: DataSet) -> list[str]:
+    """train before dev before test, so a repeat is reported on the later split (the leak)."""
+    return sorted(data.splits, key=lambda s: (SPLIT_ORDER.index(s) if s in SPLIT_ORDER else len(SPLIT_ORDER), s))
 
 
 def _languages(data: DataSet) -> list[str]:

@@ -212,6 +212,11 @@ def prepare(config: RunConfig, *, pm: Any = None, console: Any = None) -> Run:
 
     t = config.training
     mixed = precision_for(t.precision, t.cpu)
+    # Accelerate keeps one process-wide state; a second run in the same process (Python API, notebooks,
+    # tests) may ask for another precision, so start each run from a clean state (the process group stays)
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=False)
     run.accelerator = Accelerator(
         mixed_precision=mixed,
         # without an accelerator, say so: Accelerate then forms a gloo group under torchrun (MULTI_CPU)
@@ -277,9 +282,11 @@ def evaluate_dev(run: Run) -> dict[str, dict[str, float]]:
         if run.per_language and adapter is None:
             continue
         run.strategy.activate(model, adapter if run.per_language else None)
-        predictions = run.head.predict(
-            model, run.tokenizer, with_language(part.rows, language), batch_size=run.config.training.eval_batch_size, max_length=run.config.training.max_length
-        )
+        with run.accelerator.autocast():  # the training precision; generation does not pass the wrapped forward
+            predictions = run.head.predict(
+                model, run.tokenizer, with_language(part.rows, language), batch_size=run.config.training.eval_batch_size,
+                max_length=run.config.training.max_length,
+            )
         results[language] = score(run, run.pm, predictions, part.rows)
     return results
 

@@ -1,8 +1,8 @@
 """Hot-swap inference: one base model in memory, many adapters on it, each row routed to its language's.
 
 Why this shape:
-- The base model is the expensive part (seconds to load, most of the memory); adapters are small. So the
-  base loads once and adapters come and go on it through peft (`load_adapter` / `delete_adapter`).
+- The base model is the expensive part; adapters are small. So the base loads once and adapters come and go
+  on it through peft (`load_adapter` / `delete_adapter`).
 - Rows of different languages share ONE forward pass through peft's `adapter_names=[...]` (each LoRA layer
   applies every row's own delta), so a mixed batch costs about what a single-adapter batch costs. Strategies
   that cannot mix rows (DoRA: `mixed_batch` False) are run one adapter group at a time instead.
@@ -45,7 +45,7 @@ class RouterStats:
     evictions: int = 0
     loads: int = 0
     load_seconds: float = 0.0
-    forwards: int = 0
+    forwards: int = 0  # forward passes (a mixed-language batch is one)
     rows: int = 0
 
     def as_dict(self) -> dict[str, Any]:
@@ -241,7 +241,7 @@ class Router:
             for group in self._plan(names):
                 self._ensure([n for n in group if n != BASE])
                 index = [i for i, n in enumerate(names) if n in group]
-                outputs = self._run([rows[i] for i in index], [names[i] for i in index])
+                outputs = self._run_by_length([rows[i] for i in index], [names[i] for i in index])
                 for i, output in zip(index, outputs):
                     version = self._packages[names[i]].version if names[i] != BASE else None
                     results[i] = {**output, "language": resolved[i], "adapter": names[i], "adapter_version": version}
@@ -374,7 +374,23 @@ class Router:
         # catches small cycles for ~1 ms, where a full collection costs 0.1-0.3 s in a process holding torch
         # and transformers, too much to pay per eviction. Unwrapping the PeftModel (rare) gets the full one.
         gc.collect() if unwrapped else gc.collect(1)
-        _release_accelerator_cache()
+        if next(self.base.model.parameters()).device.type == "cuda":
+            import torch
+
+            torch.cuda.empty_cache()  # hand the freed blocks back, so other processes (and nvidia-smi) see them
+
+    def _run_by_length(self, rows: list[dict], names: list[str]) -> list[dict]:
+        """More rows than one forward takes: order them by token count first, so each forward pads its rows
+        to a similar length instead of to the longest of the whole request (often half the compute)."""
+        if len(rows) <= self.batch_size:
+            return self._run(rows, names)
+        texts = [str(row.get(self._text_field, "")) for row in rows]
+        lengths = [len(ids) for ids in self.base.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+        order = sorted(range(len(rows)), key=lengths.__getitem__)
+        outputs: list[dict | None] = [None] * len(rows)
+        for i, output in zip(order, self._run([rows[i] for i in order], [names[i] for i in order])):
+            outputs[i] = output
+        return outputs  # type: ignore[return-value]
 
     def _run(self, rows: list[dict], names: list[str]) -> list[dict]:
         """Forward `rows`, each through its adapter: one pass when they can mix, else one per adapter."""
@@ -383,7 +399,7 @@ class Router:
         head, tokenizer = self.base.head, self.base.tokenizer
         mixable = all(self._packages[n].mixed_batch for n in distinct - {BASE})
         if len(distinct) == 1 or mixable:
-            self.stats.forwards += 1
+            self.stats.forwards += -(-len(rows) // self.batch_size)
             self.stats.rows += len(rows)
         if self._peft is None:  # nothing loaded: only base rows can be here
             return head.predict(self.base.model, tokenizer, rows, **kwargs)
@@ -424,9 +440,3 @@ def _routes_for(packages: Mapping[str, _Package]) -> dict[str, str]:
         routes.update(claimed)
     return routes
 
-
-def _release_accelerator_cache() -> None:
-    import torch
-
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()

@@ -26,7 +26,7 @@ import concurrent.futures
 import json
 import time
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -40,7 +40,6 @@ class _Predict:
     texts: list[str]
     languages: list[str]
     future: asyncio.Future
-    enqueued: float = field(default_factory=time.perf_counter)
 
 
 @dataclass

@@ -28,7 +28,7 @@ IGNORE = -100  # label of tokens that carry no loss (prompt, padding)
 # Named templates; `translate` is worded for each head's family (T5 was pre-trained on the second form).
 TEMPLATES = {
     "causal-lm": {
-        "translate": "Translate from {source_language} to {target_language}:\n{source}\n{target_language}:",
+        "translate": "Translate from {source_language} to {target_language}.\n{source_language}: {source}\n{target_language}:",
         "plain": "{source}",
     },
     "seq2seq": {
@@ -126,6 +126,8 @@ class _TextToText:
         return self.template.format_map(values)
 
     def finish(self, text: str) -> str:
+        """The generated text, cut at the first stop string after any leading whitespace."""
+        text = text.lstrip()
         for stop in self.options.stop_strings:
             if stop and stop in text:
                 text = text.split(stop, 1)[0]
@@ -168,6 +170,9 @@ class _TextToText:
                 kwargs = {}
                 if adapter_names is not None:
                     kwargs["adapter_names"] = list(adapter_names[start : start + batch_size])
+                if self.options.stop_strings:
+                    start_at = batch["input_ids"].shape[1] if self.kind == "causal-lm" else 0
+                    kwargs["stopping_criteria"] = _stop_after_text(tokenizer, self.options.stop_strings, start_at)
                 with torch.no_grad():
                     output = model.generate(**batch, generation_config=config, **kwargs)
                 new_tokens = self.new_tokens(output, batch)
@@ -176,6 +181,22 @@ class _TextToText:
         finally:
             model.train(was_training)
         return results
+
+
+def _stop_after_text(tokenizer: Any, stops: Sequence[str], start_at: int) -> Any:
+    """Stopping criteria that end a row once its generated text (leading whitespace aside) holds a stop string.
+
+    transformers' own `stop_strings` would stop on a leading newline, which base models often emit first."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class StopAfterText(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            texts = tokenizer.batch_decode(input_ids[:, start_at:], skip_special_tokens=True)
+            done = [any(stop in text.lstrip() for stop in stops) for text in texts]
+            return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+    return StoppingCriteriaList([StopAfterText()])
 
 
 def _pad(sequences: Sequence[Sequence[int]], value: int, left: bool = False) -> Any:
