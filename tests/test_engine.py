@@ -193,4 +193,5 @@ def test_two_cpu_processes_share_one_run_under_torchrun(tiny_model, easy_data, t
 def test_two_runs_in_one_process_may_use_different_precisions(tiny_model, easy_data, tmp_path, pm):
     first = train(tiny_config(tiny_model("gemma3"), easy_data, tmp_path, name="fp32", training={"max_steps": 2}), pm=pm, progress=False)
     second = train(tiny_config(tiny_model("gemma3"), easy_data, tmp_path, name="bf16", training={"max_steps": 2, "precision": "bf16"}), pm=pm, progress=False)
-    assert first.accelerator.mixed_precision == "no" and second.accelerator.mixed_precision == "bf16"
+    precision = [json.loads(run.paths.run_info.read_text())["precision"] for run in (first, second)]
+    assert precision == ["no", "bf16"]
