@@ -195,3 +195,10 @@ def test_two_runs_in_one_process_may_use_different_precisions(tiny_model, easy_d
     second = train(tiny_config(tiny_model("gemma3"), easy_data, tmp_path, name="bf16", training={"max_steps": 2, "precision": "bf16"}), pm=pm, progress=False)
     precision = [json.loads(run.paths.run_info.read_text())["precision"] for run in (first, second)]
     assert precision == ["no", "bf16"]
+
+
+def test_lora_top_layers_adapts_only_the_top_of_the_stack(tiny_model, easy_data, tmp_path, pm):
+    config = tiny_config(tiny_model("gemma3"), easy_data, tmp_path, strategy_options={"r": 4, "alpha": 8, "top_layers": 1})
+    run = prepare(load_config(config), pm=pm)
+    adapted = {n.split(".layers.")[1].split(".")[0] for n, p in run.model.named_parameters() if "lora_" in n}
+    assert adapted == {"1"}, "a 2-layer model with top_layers=1 adapts layer 1 only"

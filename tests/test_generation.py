@@ -157,6 +157,7 @@ def test_seq2seq_labels_are_the_target_ending_in_eos(tiny_model):
 
 
 # ---------------------------------------------------------------------------------------- training
+@pytest.mark.filterwarnings("ignore:Model has `tie_word_embeddings=True`", "ignore:Setting `save_embedding_layers`")
 @pytest.mark.parametrize("strategy", ["full", "lora"])
 @pytest.mark.parametrize(("family", "task"), HEADS)
 def test_generation_heads_train_and_the_loss_falls(family, task, strategy, tiny_model, copy_data, tmp_path, gpm):

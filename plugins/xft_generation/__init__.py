@@ -52,6 +52,11 @@ class GenerationOptions:
     num_beams: int = 1
     stop_strings: tuple[str, ...] = ()  # generated text is cut at the first of these (for example "\n")
 
+    @property
+    def text_field(self) -> str:
+        """The input text's field under the name the router and the data checks look for."""
+        return self.source_field
+
     def __post_init__(self):
         object.__setattr__(self, "stop_strings", tuple(self.stop_strings))
         if self.max_new_tokens <= 0:
@@ -171,12 +176,10 @@ class _TextToText:
                 if adapter_names is not None:
                     kwargs["adapter_names"] = list(adapter_names[start : start + batch_size])
                 if self.options.stop_strings:
-                    start_at = batch["input_ids"].shape[1] if self.kind == "causal-lm" else 0
-                    kwargs["stopping_criteria"] = _stop_after_text(tokenizer, self.options.stop_strings, start_at)
+                    kwargs["stopping_criteria"] = _stop_after_text(tokenizer, self.options.stop_strings, self.generated_from(batch))
                 with torch.no_grad():
                     output = model.generate(**batch, generation_config=config, **kwargs)
-                new_tokens = self.new_tokens(output, batch)
-                for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True):
+                for text in tokenizer.batch_decode(output[:, self.generated_from(batch) :], skip_special_tokens=True):
                     results.append({"text": self.finish(text)})
         finally:
             model.train(was_training)
@@ -269,8 +272,9 @@ class CausalLM(_TextToText):
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         return {"input_ids": _pad(prompts, pad, left=True), "attention_mask": _pad([[1] * len(p) for p in prompts], 0, left=True)}
 
-    def new_tokens(self, output: Any, batch: Mapping[str, Any]) -> Any:
-        return output[:, batch["input_ids"].shape[1] :]
+    def generated_from(self, batch: Mapping[str, Any]) -> int:
+        """Where generated tokens start in `generate`'s output: after the (left-padded) prompt."""
+        return batch["input_ids"].shape[1]
 
     def predict(self, model, tokenizer, rows, *, batch_size: int, max_length: int, adapter_names=None) -> list[dict]:
         return self._generate(model, tokenizer, rows, batch_size=batch_size, max_length=max_length, adapter_names=adapter_names)
@@ -318,8 +322,8 @@ class Seq2Seq(_TextToText):
         inputs = self._ids([self.prompt(r) for r in rows], tokenizer, max_length)
         return {"input_ids": _pad(inputs, tokenizer.pad_token_id), "attention_mask": _pad([[1] * len(i) for i in inputs], 0)}
 
-    def new_tokens(self, output: Any, batch: Mapping[str, Any]) -> Any:
-        return output  # the decoder's output holds only generated tokens (after its start token)
+    def generated_from(self, batch: Mapping[str, Any]) -> int:
+        return 0  # the decoder's output holds only its start token (special, skipped) and generated tokens
 
     def predict(self, model, tokenizer, rows, *, batch_size: int, max_length: int, adapter_names=None) -> list[dict]:
         return self._generate(model, tokenizer, rows, batch_size=batch_size, max_length=max_length, adapter_names=adapter_names)
