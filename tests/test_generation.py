@@ -268,3 +268,17 @@ def test_stop_strings_cut_generated_text(tiny_model):
     width = max(map(len, ids))
     batch = torch.tensor([i + [tokenizer.pad_token_id] * (width - len(i)) for i in ids])
     assert stop(batch, None).tolist() == [True, False]
+
+
+def test_router_serves_translation_adapters_with_the_row_language_in_the_prompt(tiny_model, copy_data, tmp_path, gpm):
+    """The default translation template names the source language: the router must hand each row's language on."""
+    from xft_core.engine import train
+    from xft_core.router import Router
+
+    config = generation_config(tiny_model("gemma3"), copy_data, tmp_path, "causal-lm", adapters="per_language", training={"max_steps": 2})
+    config["task_options"] = {"max_new_tokens": 4}  # default template: "Translate from {source_language} ..."
+    run = train(config, pm=gpm, progress=False)
+    router = Router.from_run(run.paths.root, pm=gpm)
+    out = router.predict(["guten Tag", "hola amigo"], languages=["de", "es"])
+    assert [p["adapter"] for p in out] == ["de", "es"]
+    assert all(isinstance(p["text"], str) for p in out)

@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from xft_core.specs import ROW_LANGUAGE
 from xft_core.adapters import MANIFEST, AdapterError, Base, Manifest
 
 BASE = "__base__"  # peft's name for "no adapter" in `adapter_names`
@@ -233,6 +234,9 @@ class Router:
         detect = explicit is None  # rows with a named adapter need no language
         resolved = [self._detect(str(row.get(self._text_field, "")), candidates) if detect and lang in (None, AUTO) else lang
                     for row, lang in zip(rows, wanted)]
+        for row, language in zip(rows, resolved):
+            if language and language != AUTO:
+                row.setdefault(ROW_LANGUAGE, language)  # heads such as translation put it in their prompt
         results: list[dict[str, Any] | None] = [None] * len(rows)
         with self._lock:
             names = list(explicit) if explicit is not None else [self._route(lang) for lang in resolved]
