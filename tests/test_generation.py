@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import tiny_config
+from test_engine import dataset_loss
 from xft_core.config import load_config
 from xft_core.engine import evaluate_dev, prepare, train
 from xft_core.specs import ROW_LANGUAGE
@@ -63,21 +64,6 @@ def generation_config(model, data, out, task, strategy="lora", **over) -> dict:
     config["strategy_options"] = {"r": 8, "alpha": 16} if strategy == "lora" else {}
     config["training"]["learning_rate"] = RATES[family][strategy == "lora"]
     return config
-
-
-def dataset_loss(run) -> float:
-    """Mean loss over every training example of every language, eval mode, deterministic."""
-    import torch
-
-    model = run.accelerator.unwrap_model(run.model)
-    model.eval()
-    total, count = 0.0, 0
-    with torch.no_grad():
-        for language, features in run.features.items():
-            run.strategy.activate(model, run.adapter_for(language) if run.per_language else None)
-            total += float(model(**run.head.collate(features, run.tokenizer)).loss) * len(features)
-            count += len(features)
-    return total / count
 
 
 # ----------------------------------------------------------------------------------------- prompts
