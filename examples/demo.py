@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     from rich.table import Table
 
     import xft_core
-    from xft_core.evaluate import evaluate
+    from xft_core.evaluate import evaluate, print_table
     from xft_core.models import quiet_transformers, resolve_model
     from xft_core.plugins import get_plugin_manager
     from xft_core.router import Router
@@ -87,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
 
     console.rule("[bold]4/5  cross-lingual transfer matrix (test split)")
     result = evaluate([english.paths.root, per_language.paths.root], split="test", out=out / "report")
+    print_table(result.matrix, console)
     summary = result.matrix.summary()
     for label, numbers in summary.items():
         console.print(f"{label}: " + ", ".join(f"{k} {v:.3f}" for k, v in numbers.items() if isinstance(v, float)))
