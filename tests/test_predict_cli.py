@@ -104,3 +104,30 @@ def test_errors_are_clear(case, run_dir, tmp_path, monkeypatch, capsys):
     captured = capsys.readouterr()
     assert captured.out == "", "errors never reach stdout, which carries only JSON Lines"
     assert expected in " ".join(captured.err.split()), captured.err
+
+
+def test_predict_works_for_the_tagging_and_generation_heads(tiny_model, tmp_path, pm, capsys):
+    """Raw text goes through each head's `input_row`: words for tagging, the source text for generation."""
+    import xft_generation
+    import xft_tagging
+    from test_generation import generation_config, write_copy_data
+    from test_tagging import ner_rows, tagging_config, write_tagging_data
+
+    pm.register(xft_tagging, name="xft_tagging")
+    pm.register(xft_generation, name="xft_generation")
+    ner = write_tagging_data(tmp_path / "ner", make=ner_rows, sizes={"en": 12, "de": 12}, dev=4)
+    tagging = train(tagging_config(tiny_model("bert"), ner, tmp_path, "lora", training={"max_steps": 2}), pm=pm, progress=False)
+    copy = write_copy_data(tmp_path / "copy")
+    config = generation_config(tiny_model("gemma3"), copy, tmp_path, "causal-lm", name="gen", training={"max_steps": 2})
+    config["task_options"]["max_new_tokens"] = 3
+    generation = train(config, pm=pm, progress=False)
+    capsys.readouterr()
+
+    assert main(["predict", str(tagging.paths.root), "Anna wohnt in Berlin", "--language", "de"]) == 0
+    (tags,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert tags["tokens"] == ["Anna", "wohnt", "in", "Berlin"] and len(tags["tags"]) == 4
+    assert all(tag in tagging.head.labels for tag in tags["tags"])
+
+    assert main(["predict", str(generation.paths.root), "Guten Morgen.", "--language", "de"]) == 0
+    (generated,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert isinstance(generated["text"], str) and generated["adapter"] == "multilingual"

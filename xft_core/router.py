@@ -224,7 +224,7 @@ class Router:
         `languages`: one code for all rows, one per row, or "auto"/None (detected by the `xft_detect_language`
         plugin among the languages the registered adapters serve). `adapters` names the adapter per row
         directly (BASE for the bare base model). A language without an adapter goes to `fallback`, else BASE."""
-        rows = [dict(t) if isinstance(t, Mapping) else {self._text_field: t} for t in texts]
+        rows = [dict(t) if isinstance(t, Mapping) else self.row_from_text(t) for t in texts]
         if not rows:
             return []
         wanted = self._per_row(languages, len(rows), "languages")
@@ -232,7 +232,7 @@ class Router:
         with self._lock:
             candidates = sorted(self._routes)
         detect = explicit is None  # rows with a named adapter need no language
-        resolved = [self._detect(str(row.get(self._text_field, "")), candidates) if detect and lang in (None, AUTO) else lang
+        resolved = [self._detect(self._text_of(row), candidates) if detect and lang in (None, AUTO) else lang
                     for row, lang in zip(rows, wanted)]
         for row, language in zip(rows, resolved):
             if language and language != AUTO:
@@ -252,6 +252,15 @@ class Router:
         return results  # type: ignore[return-value]
 
     # ---------------------------------------------------------------------------------- internals
+    def row_from_text(self, text: str) -> dict[str, Any]:
+        """The task head's input row for a plain text (a head may define `input_row`, e.g. words for tagging)."""
+        build = getattr(self.base.head, "input_row", None)
+        return dict(build(text)) if build else {self._text_field: text}
+
+    def _text_of(self, row: Mapping[str, Any]) -> str:
+        read = getattr(self.base.head, "input_text", None)
+        return str(read(row)) if read else str(row.get(self._text_field, ""))
+
     @property
     def _text_field(self) -> str:
         return getattr(getattr(self.base.head, "options", None), "text_field", "text")
@@ -388,7 +397,7 @@ class Router:
         to a similar length instead of to the longest of the whole request (often half the compute)."""
         if len(rows) <= self.batch_size:
             return self._run(rows, names)
-        texts = [str(row.get(self._text_field, "")) for row in rows]
+        texts = [self._text_of(row) for row in rows]
         lengths = [len(ids) for ids in self.base.tokenizer(texts, add_special_tokens=False)["input_ids"]]
         order = sorted(range(len(rows)), key=lengths.__getitem__)
         outputs: list[dict | None] = [None] * len(rows)

@@ -77,7 +77,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     router = Router.from_run(args.path, capacity=args.capacity, fallback=args.fallback, batch_size=args.batch_size)
     languages = [row.get("language") or args.language for row in rows]
     # whole rows go in, so JSON Lines can carry a second text (`text_pair`) for pair classification
-    predictions = router.predict([{k: v for k, v in row.items() if k != "language"} for row in rows], languages)
+    inputs = [{**router.row_from_text(row["text"]), **{k: v for k, v in row.items() if k not in ("text", "language")}} for row in rows]
+    predictions = router.predict(inputs, languages)
     out = sys.stdout
     for row, prediction in zip(rows, predictions):
         record = {"text": row["text"], **{k: v for k, v in prediction.items() if k not in _HIDDEN},

@@ -119,6 +119,10 @@ class TaskHead(Protocol):
 
     metric_names: tuple[str, ...]  # metrics (from `xft_metrics` plugins) to report; the first is primary
 
+    # Optional, for inference on raw text (`xft predict`, `xft serve`): `input_row(text) -> row` builds this
+    # head's input row from a plain string (default: {options.text_field: text}), and `input_text(row) -> str`
+    # gives the text to detect the language of (default: row[options.text_field]).
+
     def metric_inputs(self, predictions: Sequence[dict], rows: Sequence[Mapping[str, Any]]) -> tuple[list, list]:
         """(predicted values, reference values) for the metric functions."""
 

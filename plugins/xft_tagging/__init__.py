@@ -119,6 +119,13 @@ class TokenClassification:
         return "O" if "O" in self.labels else (self.labels[0] if self.labels else "O")
 
     # ---------------------------------------------------------------------------------------- data
+    def input_row(self, text: str) -> dict[str, Any]:
+        """Raw text at inference: whitespace-separated words, one tag predicted per word."""
+        return {self.options.tokens_field: text.split()}
+
+    def input_text(self, row: Mapping[str, Any]) -> str:
+        return " ".join(map(str, row.get(self.options.tokens_field, [])))
+
     def validate_row(self, row: Mapping[str, Any]) -> str | None:
         o = self.options
         for key in (o.tokens_field, o.tags_field):
