@@ -202,3 +202,21 @@ def test_lora_top_layers_adapts_only_the_top_of_the_stack(tiny_model, easy_data,
     run = prepare(load_config(config), pm=pm)
     adapted = {n.split(".layers.")[1].split(".")[0] for n, p in run.model.named_parameters() if "lora_" in n}
     assert adapted == {"1"}, "a 2-layer model with top_layers=1 adapts layer 1 only"
+
+
+def test_per_language_adapters_can_start_from_a_multilingual_adapter(tiny_model, easy_data, tmp_path, pm):
+    import torch
+    from safetensors.torch import load_file
+
+    shared = train(tiny_config(tiny_model("gemma3"), easy_data, tmp_path, name="shared", training={"max_steps": 3}), pm=pm, progress=False)
+    folder = shared.adapter_dirs["multilingual"]
+    config = tiny_config(tiny_model("gemma3"), easy_data, tmp_path, name="from-shared", adapters="per_language", init_from=str(folder))
+    run = prepare(load_config(config), pm=pm)
+    saved = load_file(str(folder / "adapter_model.safetensors"))
+    params = dict(run.model.named_parameters())
+    lora_b = [k for k in saved if "lora_B" in k]
+    assert lora_b and any(float(saved[k].abs().max()) > 0 for k in lora_b), "the shared adapter must have trained"
+    for language in ("en", "de", "ru"):
+        for key in lora_b:
+            name = key.replace(".lora_B.weight", f".lora_B.{language}.weight")
+            assert torch.equal(params[name].detach(), saved[key]), name
