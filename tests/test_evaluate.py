@@ -350,3 +350,14 @@ def test_xft_eval_on_a_generation_run_includes_the_base_row(tiny_model, tmp_path
     assert saved["reference_row"] == "base (no adapter)"  # no one-language row: the untuned base is the reference
     gain = sum(per_language.values()) / 2 - sum(base.values()) / 2
     assert saved["summary"]["chrf"]["per-language"]["vs_zero_shot"] == pytest.approx(gain)
+
+
+def test_evaluation_autocast_follows_the_precision():
+    import torch
+
+    from xft_core.evaluate import _autocast
+
+    with _autocast("bf16", None)():
+        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    with _autocast("no", None)():
+        assert not torch.is_autocast_enabled("cpu")

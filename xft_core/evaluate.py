@@ -272,6 +272,7 @@ def transfer_matrix(
     batch_size: int = 32,
     max_length: int | None = None,
     device: str | None = None,
+    precision: str | None = None,
     progress: bool = True,
     console: Any = None,
 ) -> TransferMatrix:
@@ -307,6 +308,11 @@ def transfer_matrix(
         import torch
 
         device = "cuda" if torch.cuda.is_available() else None
+    # the runs' own precision by default, so the matrix agrees with the dev scores logged in training
+    from xft_core.engine import precision_for
+
+    precision = precision_for(precision or _config_value(runs, lambda c: c.training.precision, "no"), cpu=device in (None, "cpu"))
+    autocast = _autocast(precision, device)
     base = load_base(packages[0], pm, device=device)
     head = base.head
     metric_specs = collect(pm, "metrics")
@@ -336,7 +342,8 @@ def transfer_matrix(
         for language in wanted:
             bar.update(task, description=f"{label} on {language}")
             rows_ = parts[language].rows
-            predictions = head.predict(model, base.tokenizer, with_language(rows_, language), batch_size=batch_size, max_length=max_length)
+            with autocast():
+                predictions = head.predict(model, base.tokenizer, with_language(rows_, language), batch_size=batch_size, max_length=max_length)
             results.setdefault(key, {})[language] = score(head, pm, predictions, rows_)
             bar.advance(task)
 
@@ -368,6 +375,19 @@ def transfer_matrix(
             row.cells = {l: results[Path(row.adapters[l])][l] for l in columns if l in row.adapters}
     matrix.rows = rows
     return matrix
+
+
+def _autocast(precision: str, device: str | None) -> Any:
+    """A context that runs forwards in bf16/fp16 autocast, or a no-op for full precision."""
+    import contextlib
+
+    import torch
+
+    if precision not in ("bf16", "fp16"):
+        return contextlib.nullcontext
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    device_type = "cuda" if device and str(device).startswith("cuda") else "cpu"
+    return lambda: torch.autocast(device_type, dtype=dtype)
 
 
 def _config_value(runs: list[Path], get: Any, default: Any) -> Any:
@@ -446,7 +466,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     languages = [l.strip() for l in args.languages.split(",") if l.strip()] if args.languages else None
     result = evaluate(args.sources, args.data, out=args.out, metric=args.metric, languages=languages, split=args.split,
                       include_base=args.base, each_adapter=args.each_adapter, max_examples=args.max_examples,
-                      batch_size=args.batch_size, max_length=args.max_length, device=args.device, progress=not args.no_progress)
+                      batch_size=args.batch_size, max_length=args.max_length, device=args.device, precision=args.precision,
+                      progress=not args.no_progress)
     console = Console()
     print_table(result.matrix, console, metric=args.metric)
     for kind, path in result.paths.items():
@@ -469,6 +490,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-length", type=int, default=None, help="tokens per example (default: the run's training.max_length)")
     p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+    p.add_argument("--precision", choices=["auto", "no", "bf16", "fp16"],
+                   help="autocast for the forwards (default: the run's training.precision; auto = bf16 where supported)")
     base = p.add_mutually_exclusive_group()
     base.add_argument("--no-base", dest="base", action="store_const", const=False, help="no zero-shot base row")
     base.add_argument("--base", dest="base", action="store_const", const=True,
