@@ -128,6 +128,24 @@ def test_mixed_language_batch_equals_each_adapter_alone(family, runs, pm):
         assert set(mine[0]["scores"]) == {"neg", "pos"} and mine[0]["label"] in ("neg", "pos")
 
 
+def test_bf16_router_runs_under_autocast_and_stays_close_to_full_precision(runs, pm, monkeypatch):
+    import torch
+
+    seen = []
+    real = Router._forward
+
+    def spy(self, rows, names):
+        seen.append((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")))
+        return real(self, rows, names)
+
+    monkeypatch.setattr(Router, "_forward", spy)
+    texts = [TEXTS[language][0] for language in LANGUAGES]
+    full = Router.from_run(runs["gemma3"], pm=pm).predict(texts, list(LANGUAGES))
+    half = Router.from_run(runs["gemma3"], pm=pm, precision="bf16").predict(texts, list(LANGUAGES))
+    assert seen[0][0] is False and seen[-1] == (True, torch.bfloat16)
+    assert worst([p["logits"] for p in half], [p["logits"] for p in full]) < 0.1
+
+
 def test_strategies_that_cannot_mix_rows_run_one_group_per_adapter(runs, pm):
     router = Router.from_run(runs["dora"], pm=pm)
     texts = [TEXTS[lang][i] for i in range(2) for lang in LANGUAGES]

@@ -92,7 +92,7 @@ class Router:
 
     def __init__(self, base_package_or_model: Base | str | Path, *, capacity: int = 8, fallback: str | None = None,
                  pm: Any = None, device: str | None = None, batch_size: int = 32, max_length: int = 256,
-                 model: str | None = None):
+                 model: str | None = None, precision: str = "no"):
         from xft_core.adapters import load_base
         from xft_core.plugins import get_plugin_manager
 
@@ -107,6 +107,11 @@ class Router:
         self.fallback = fallback
         self.batch_size = batch_size
         self.max_length = max_length
+        # "bf16"/"fp16": forwards under autocast (bf16 runs several times faster on CPUs with native bf16);
+        # "no" keeps full precision, identical to plain peft; "auto" picks bf16 where supported
+        from xft_core.engine import precision_for
+
+        self.precision = precision_for(precision, cpu=device in (None, "cpu"))
         self.stats = RouterStats()
         self._lock = threading.RLock()
         self._packages: dict[str, _Package] = {}
@@ -406,6 +411,16 @@ class Router:
         return outputs  # type: ignore[return-value]
 
     def _run(self, rows: list[dict], names: list[str]) -> list[dict]:
+        """Forward `rows`, each through its adapter, in the router's precision."""
+        if self.precision not in ("bf16", "fp16"):
+            return self._forward(rows, names)
+        import torch
+
+        device = next(self.base.model.parameters()).device.type
+        with torch.autocast(device, dtype=torch.bfloat16 if self.precision == "bf16" else torch.float16):
+            return self._forward(rows, names)
+
+    def _forward(self, rows: list[dict], names: list[str]) -> list[dict]:
         """Forward `rows`, each through its adapter: one pass when they can mix, else one per adapter."""
         distinct = set(names)
         kwargs = dict(batch_size=self.batch_size, max_length=self.max_length)
@@ -431,7 +446,7 @@ class Router:
         outputs: list[dict | None] = [None] * len(rows)
         for name in distinct:
             index = [i for i, n in enumerate(names) if n == name]
-            for i, output in zip(index, self._run([rows[i] for i in index], [name] * len(index))):
+            for i, output in zip(index, self._forward([rows[i] for i in index], [name] * len(index))):
                 outputs[i] = output
         return outputs  # type: ignore[return-value]
 

@@ -32,6 +32,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--file", type=Path, help="one text per line, or JSON Lines with 'text' (and 'language')")
     p.add_argument("--language", default="auto", help="language of every text without its own, or 'auto' to detect (default)")
     p.add_argument("--capacity", type=int, default=8, help="adapters kept loaded at once (default 8)")
+    p.add_argument("--precision", default="no", choices=["no", "auto", "bf16", "fp16"],
+                   help="forward precision: no (exact, default), auto (bf16 where supported)")
     p.add_argument("--fallback", metavar="NAME", help="adapter for languages without one (default: the bare base model)")
     p.add_argument("--batch-size", type=int, default=32, help="rows per forward pass (default 32)")
     p.set_defaults(func=cmd_predict)
@@ -74,7 +76,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if not rows:
         print("error: no texts: give them as arguments, with --file, or on stdin", file=sys.stderr)
         return 2
-    router = Router.from_run(args.path, capacity=args.capacity, fallback=args.fallback, batch_size=args.batch_size)
+    router = Router.from_run(args.path, capacity=args.capacity, fallback=args.fallback, batch_size=args.batch_size,
+                             precision=args.precision)
     languages = [row.get("language") or args.language for row in rows]
     # whole rows go in, so JSON Lines can carry a second text (`text_pair`) for pair classification
     inputs = [{**router.row_from_text(row["text"]), **{k: v for k, v in row.items() if k not in ("text", "language")}} for row in rows]
