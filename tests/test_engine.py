@@ -220,3 +220,12 @@ def test_per_language_adapters_can_start_from_a_multilingual_adapter(tiny_model,
         for key in lora_b:
             name = key.replace(".lora_B.weight", f".lora_B.{language}.weight")
             assert torch.equal(params[name].detach(), saved[key]), name
+
+
+@pytest.mark.parametrize("family", ["xlm-roberta", "qwen2", "llama"])
+@pytest.mark.parametrize("adapters", ["single", "per_language"])
+def test_classification_trains_on_the_other_families(family, adapters, tiny_model, easy_data, tmp_path, pm):
+    config = _strategy(tiny_config(tiny_model(family), easy_data, tmp_path, adapters=adapters, sampler="round_robin", training={"max_steps": 24}), "lora")
+    before = dataset_loss(prepare(load_config(config), pm=pm))
+    run = train(config, pm=pm, progress=False)
+    assert dataset_loss(run) < before - 0.02
