@@ -92,19 +92,26 @@ def latest_checkpoint(folder: Path) -> Path | None:
     return max(found, key=_step_of) if found else None
 
 
-def load_checkpoint(run: Any, path: Path, optimizer: Any, scheduler: Any) -> dict[str, Any]:
+def restore_trainable(run: Any, path: Path) -> None:
+    """Copy a checkpoint's trainable weights into the run's model (resume, and best-checkpoint selection)."""
     import torch
     from safetensors.torch import load_file
 
-    model = run.accelerator.unwrap_model(run.model)
     weights = load_file(str(path / "trainable.safetensors"))
-    params = dict(model.named_parameters())
+    params = dict(run.accelerator.unwrap_model(run.model).named_parameters())
     missing = [n for n, p in params.items() if p.requires_grad and n not in weights]
     if missing:
         raise RuntimeError(f"{path}: checkpoint does not match this run's trainable parameters (missing {missing[0]})")
     with torch.no_grad():
         for name, tensor in weights.items():
             params[name].copy_(tensor)
+
+
+def load_checkpoint(run: Any, path: Path, optimizer: Any, scheduler: Any) -> dict[str, Any]:
+    import torch
+    from safetensors.torch import load_file
+
+    restore_trainable(run, path)
     optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
     state = json.loads((path / "state.json").read_text())
     scheduler.load_state_dict(state["scheduler"])

@@ -111,12 +111,9 @@ def _extra_commands() -> list[Any]:
                 raise
             continue
         registers.append(mod.register)
-    try:
-        from xft_core.plugins import collect, get_plugin_manager
+    from xft_core.plugins import collect, get_plugin_manager
 
-        registers.extend(item.spec.register for item in collect(get_plugin_manager(), "commands").values())
-    except KeyError:
-        pass
+    registers.extend(item.spec.register for item in collect(get_plugin_manager(), "commands").values())
     return registers
 
 

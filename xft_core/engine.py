@@ -17,7 +17,7 @@ import numpy as np
 from xft_core import __version__
 from xft_core.config import RunConfig, build_options, load_config, save_config
 from xft_core.data import DataError, DataSet, Split, discover, select, validate
-from xft_core.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
+from xft_core.checkpoints import latest_checkpoint, load_checkpoint, restore_trainable, save_checkpoint
 from xft_core.io import atomic_write_json
 from xft_core.plugins import PluginError, collect, get_plugin_manager, get_spec
 from xft_core.specs import ROW_LANGUAGE
@@ -193,7 +193,6 @@ def _scheduler(optimizer: Any, config: RunConfig) -> Any:
 
 def prepare(config: RunConfig, *, pm: Any = None, console: Any = None) -> Run:
     """Resolve plugins, read and check data, load the model once and apply the strategy."""
-    import torch
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs, set_seed
     from rich.console import Console
@@ -239,7 +238,6 @@ def prepare(config: RunConfig, *, pm: Any = None, console: Any = None) -> Run:
     run.features = {lang: run.head.encode(with_language(part.rows, lang), run.tokenizer, t.max_length) for lang, part in train.items()}  # type: ignore[attr-defined]
     run.sampler = sampler_spec.build({lang: len(part) for lang, part in train.items()}, sampler_options, t.seed)
     run.streams = {lang: LanguageStream(len(part), t.seed + i) for i, (lang, part) in enumerate(sorted(train.items()))}  # type: ignore[attr-defined]
-    del torch
     return run
 
 
@@ -342,8 +340,6 @@ def train(
         run = xft_core.train("examples/reviews.yaml", overrides={"training": {"max_steps": 20}})
         print(run.metrics["de"]["macro_f1"], run.adapter_dirs)
     """
-    import torch
-
     config = load_config(config, overrides)
     started = time.perf_counter()
     run = prepare(config, pm=pm, console=console)
@@ -445,14 +441,7 @@ def train(
     if run.last_eval_step != run.step:
         bad_evals = _evaluate_and_track(run, bad_evals)
     if t.load_best_at_end and run.best.get("checkpoint") and run.best.get("step") != run.step:
-        best = Path(run.best["checkpoint"])
-        from safetensors.torch import load_file
-
-        weights = load_file(str(best / "trainable.safetensors"))
-        params = dict(acc.unwrap_model(model).named_parameters())
-        with torch.no_grad():
-            for name, tensor in weights.items():
-                params[name].copy_(tensor)
+        restore_trainable(run, Path(run.best["checkpoint"]))
         run.metrics = run.best["metrics"]
         run.console.print(f"Loaded the best checkpoint (step {run.best['step']}, {run.best['metric']} {run.best['value']:.4f})")
     acc.wait_for_everyone()

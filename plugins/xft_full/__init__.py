@@ -14,9 +14,6 @@ from xft_core.specs import StrategySpec
 class FullOptions:
     freeze_embeddings: bool = False  # keep the (large, multilingual) embedding matrix fixed
 
-    def __post_init__(self):
-        pass
-
 
 class FullFineTuning:
     def __init__(self, options: FullOptions):
