@@ -70,7 +70,7 @@ def build_small_gemma3(folder: Path) -> Path:
 def train_adapters(model: Path, out: Path) -> Path:
     """Per-language LoRA adapters for en/de/es/zh: a few steps each (the benchmark needs distinct weights,
     not accuracy)."""
-    from xft_core.engine import train
+    from xft_core.training.engine import train
 
     config = {
         "name": "hotswap", "output_dir": str(out), "model": str(model), "task": "sequence-classification",
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from xft_core.models import quiet_transformers
-    from xft_core.router import Router
+    from xft_core.inference.router import Router
 
     quiet_transformers()
     torch.manual_seed(0)

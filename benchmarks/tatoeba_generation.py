@@ -33,8 +33,8 @@ def main(argv: list[str] | None = None) -> None:
     from make_tatoeba_splits import main as make_splits
 
     from xft_core.config import load_config, parse_overrides
-    from xft_core.engine import evaluate_dev, prepare, train
-    from xft_core.specs import ROW_LANGUAGE
+    from xft_core.training.engine import evaluate_dev, prepare, train
+    from xft_core.hooks.descriptors import ROW_LANGUAGE
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", type=Path, default=ROOT / "examples" / "tatoeba.yaml")

@@ -76,7 +76,7 @@ def pm():
     import xft_samplers
     import xft_sources
 
-    from xft_core.plugins import make_plugin_manager
+    from xft_core.hooks.manager import make_plugin_manager
 
     manager = make_plugin_manager(autoload=False)
     for module in (xft_lora, xft_full, xft_samplers, xft_classification, xft_metrics, xft_sources):

@@ -16,9 +16,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from xft_core.cli import main
+from xft_core.cli.main import main
 from xft_core.data import DataError, discover, select
-from xft_core.datacheck import (
+from xft_core.data.checks import (
     Fields,
     Py3LangidDetector,
     check,
@@ -30,7 +30,7 @@ from xft_core.datacheck import (
     similarity,
     subset,
 )
-from xft_core.hookspecs import hookimpl
+from xft_core.hooks.spec import hookimpl
 
 SIB200 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sib200"
 needs_sib200 = pytest.mark.skipif(not SIB200.is_dir(), reason=f"shared SIB-200 data not found at {SIB200}")
@@ -152,8 +152,8 @@ def test_subset_matches_languages_in_either_iso_scheme(planted):
 
 
 def test_a_detector_plugin_answers_through_the_hook(tmp_path):
-    from xft_core.datacheck import default_detector
-    from xft_core.plugins import make_plugin_manager
+    from xft_core.data.checks import default_detector
+    from xft_core.hooks.manager import make_plugin_manager
 
     class Umlauts:
         @hookimpl

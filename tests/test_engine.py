@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from conftest import tiny_config, write_sentiment_data
-from xft_core.engine import prepare, train
+from xft_core.training.engine import prepare, train
 from xft_core.config import load_config
-from xft_core.hookspecs import hookimpl
+from xft_core.hooks.spec import hookimpl
 
 SAMPLERS = ["proportional", "uniform", "temperature", "unimax", "round_robin"]
 
@@ -90,8 +90,8 @@ def test_per_language_adapter_untouched_when_its_language_is_never_drawn(tiny_mo
     class OnlyEnglish:
         @hookimpl
         def xft_samplers(self):
-            from xft_core.sampling import ProbabilitySampler
-            from xft_core.specs import SamplerSpec
+            from xft_core.hooks.sampling import ProbabilitySampler
+            from xft_core.hooks.descriptors import SamplerSpec
 
             yield SamplerSpec(name="only-en", build=lambda sizes, options, seed: ProbabilitySampler({"en": 1.0, "de": 0.0, "ru": 0.0}, seed))
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from conftest import tiny_config, write_sentiment_data
-from xft_core.engine import score, train
-from xft_core.evaluate import MatrixRow, TransferMatrix, evaluate, transfer_matrix, write_reports
-from xft_core.plots import training_curves, transfer_heatmap
+from xft_core.training.engine import score, train
+from xft_core.evaluation.matrix import MatrixRow, TransferMatrix, evaluate, transfer_matrix, write_reports
+from xft_core.evaluation.plots import training_curves, transfer_heatmap
 
 LANGUAGES = ["de", "en", "ru"]
 
@@ -26,7 +26,7 @@ def _fresh_pm():
     import xft_samplers
     import xft_sources
 
-    from xft_core.plugins import make_plugin_manager
+    from xft_core.hooks.manager import make_plugin_manager
 
     manager = make_plugin_manager(autoload=False)
     for module in (xft_lora, xft_full, xft_samplers, xft_classification, xft_metrics, xft_sources):
@@ -278,7 +278,7 @@ def test_training_curves_from_a_run_and_from_forty_languages(runs, tmp_path):
 
 # --------------------------------------------------------------------------------------------------- CLI
 def test_xft_eval_on_a_run_folder_writes_the_reports(runs, capsys):
-    from xft_core.cli import main
+    from xft_core.cli.main import main
 
     run = runs["en-lora"]
     assert main(["eval", str(run), "--no-progress"]) == 0, capsys.readouterr().err
@@ -292,7 +292,7 @@ def test_xft_eval_on_a_run_folder_writes_the_reports(runs, capsys):
 
 
 def test_xft_eval_options_and_errors(runs, data, tmp_path, capsys):
-    from xft_core.cli import main
+    from xft_core.cli.main import main
 
     package = runs["per-lang"] / "adapters" / "de"
     code = main(["eval", str(package), "--data", str(data), "--split", "dev", "--languages", "de,en", "--max-examples", "4",
@@ -316,7 +316,7 @@ def test_xft_eval_on_a_tagging_run(tiny_model, tmp_path, pm, capsys):
     import xft_tagging
     from test_tagging import ner_rows, tagging_config, write_tagging_data
 
-    from xft_core.cli import main
+    from xft_core.cli.main import main
 
     pm.register(xft_tagging, name="xft_tagging")
     data = write_tagging_data(tmp_path / "ner", make=ner_rows, sizes={"en": 12, "de": 12}, dev=6)
@@ -333,7 +333,7 @@ def test_xft_eval_on_a_generation_run_includes_the_base_row(tiny_model, tmp_path
     import xft_generation
     from test_generation import generation_config, write_copy_data
 
-    from xft_core.cli import main
+    from xft_core.cli.main import main
 
     pm.register(xft_generation, name="xft_generation")
     data = write_copy_data(tmp_path / "copy", languages=("de", "ru"))
@@ -355,7 +355,7 @@ def test_xft_eval_on_a_generation_run_includes_the_base_row(tiny_model, tmp_path
 def test_evaluation_autocast_follows_the_precision():
     import torch
 
-    from xft_core.evaluate import _autocast
+    from xft_core.evaluation.matrix import _autocast
 
     with _autocast("bf16", None)():
         assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16

@@ -11,8 +11,8 @@ import pytest
 from conftest import tiny_config
 from test_engine import dataset_loss
 from xft_core.config import load_config
-from xft_core.engine import evaluate_dev, prepare, train
-from xft_core.specs import ROW_LANGUAGE
+from xft_core.training.engine import evaluate_dev, prepare, train
+from xft_core.hooks.descriptors import ROW_LANGUAGE
 
 HEADS = [("gemma3", "causal-lm"), ("qwen2", "causal-lm"), ("t5", "seq2seq")]
 # a few short sentences per language that every tiny tokenizer knows (xft_core.testing.DEFAULT_TEXTS)
@@ -258,8 +258,8 @@ def test_stop_strings_cut_generated_text(tiny_model):
 
 def test_router_serves_translation_adapters_with_the_row_language_in_the_prompt(tiny_model, copy_data, tmp_path, gpm):
     """The default translation template names the source language: the router must hand each row's language on."""
-    from xft_core.engine import train
-    from xft_core.router import Router
+    from xft_core.training.engine import train
+    from xft_core.inference.router import Router
 
     config = generation_config(tiny_model("gemma3"), copy_data, tmp_path, "causal-lm", adapters="per_language", training={"max_steps": 2})
     config["task_options"] = {"max_new_tokens": 4}  # default template: "Translate from {source_language} ..."

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 import pluggy
 import pytest
 
-from xft_core import plugins as xft_plugins
+from xft_core.hooks import manager as xft_plugins
 from xft_core.config import load_config
-from xft_core.engine import resolve_plugins
-from xft_core.hookspecs import hookimpl
-from xft_core.plugins import PluginConflictError, PluginError, collect, get_spec, make_plugin_manager
-from xft_core.sampling import ProbabilitySampler
-from xft_core.specs import SamplerSpec, StrategySpec
+from xft_core.training.engine import resolve_plugins
+from xft_core.hooks.spec import hookimpl
+from xft_core.hooks.manager import PluginConflictError, PluginError, collect, get_spec, make_plugin_manager
+from xft_core.hooks.sampling import ProbabilitySampler
+from xft_core.hooks.descriptors import SamplerSpec, StrategySpec
 
 BUILTINS = ("xft_classification", "xft_full", "xft_lora", "xft_metrics", "xft_samplers", "xft_sources")
 
@@ -216,7 +216,7 @@ def test_hook_with_a_wrong_argument_is_rejected_at_registration():
 
 # ------------------------------------------------------------------------------------------------ CLI
 def test_xft_plugins_lists_every_builtin_and_its_distribution(clean_env, capsys):
-    from xft_core.cli import main
+    from xft_core.cli.main import main
 
     clean_env.setattr(xft_plugins, "_default", None)  # the process-wide manager is rebuilt for this test
     clean_env.setenv("COLUMNS", "250")  # a wide table, so no plugin name is wrapped
@@ -231,7 +231,7 @@ def test_xft_plugins_lists_every_builtin_and_its_distribution(clean_env, capsys)
 
 
 def test_xft_plugins_verbose_describes_strategies(clean_env, capsys):
-    from xft_core.cli import main
+    from xft_core.cli.main import main
 
     clean_env.setattr(xft_plugins, "_default", None)
     clean_env.setenv("COLUMNS", "250")

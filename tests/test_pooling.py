@@ -10,7 +10,7 @@ import pytest
 from conftest import tiny_config, write_sentiment_data
 from test_engine import RATES, dataset_loss
 from xft_core.config import load_config
-from xft_core.engine import prepare, train
+from xft_core.training.engine import prepare, train
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def mean_config(model: Path, data: Path, out: Path, strategy: str = "lora", **ov
 def build(folder: Path, num_labels: int = 2):
     from transformers import AutoConfig
 
-    from xft_core.pooling import MeanPoolClassifier
+    from xft_classification.pooling import MeanPoolClassifier
 
     return MeanPoolClassifier.from_backbone(folder, AutoConfig.from_pretrained(folder, num_labels=num_labels)).eval()
 
@@ -62,7 +62,7 @@ def test_mean_over_non_pad_tokens_ignores_padding_and_keeps_the_backbone(family,
 @pytest.mark.parametrize("family", ["bert", "gemma3"])
 @pytest.mark.parametrize("strategy", ["full", "lora"])
 def test_mean_pooling_trains_and_the_loss_falls(family, strategy, tiny_model, easy_data, tmp_path, pm):
-    from xft_core.pooling import MeanPoolClassifier
+    from xft_classification.pooling import MeanPoolClassifier
 
     config = mean_config(tiny_model(family), easy_data, tmp_path, strategy)
     start = prepare(load_config(config), pm=pm)

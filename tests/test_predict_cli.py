@@ -8,8 +8,8 @@ import json
 import pytest
 
 from conftest import tiny_config, write_sentiment_data
-from xft_core.cli import main
-from xft_core.engine import train
+from xft_core.cli.main import main
+from xft_core.training.engine import train
 
 SENTENCES = {
     "en": "The weather is lovely today and the children are playing outside.",
@@ -27,7 +27,7 @@ def run_dir(tiny_model, tmp_path_factory):
     import xft_samplers
     import xft_sources
 
-    from xft_core.plugins import make_plugin_manager
+    from xft_core.hooks.manager import make_plugin_manager
 
     pm = make_plugin_manager(autoload=False)
     for module in (xft_lora, xft_samplers, xft_classification, xft_metrics, xft_sources):
@@ -56,7 +56,7 @@ def test_texts_from_arguments_with_auto_detection(run_dir, capsys):
 
 
 def test_matches_the_router(run_dir, capsys):
-    from xft_core.router import Router
+    from xft_core.inference.router import Router
 
     texts = ["phone good", "Telefon schlecht"]
     assert main(["predict", str(run_dir / "adapters"), *texts, "--language", "de"]) == 0

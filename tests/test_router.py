@@ -14,8 +14,8 @@ import pytest
 
 from conftest import tiny_config, write_sentiment_data
 from xft_core.adapters import AdapterError
-from xft_core.engine import train
-from xft_core.router import BASE, Router
+from xft_core.training.engine import train
+from xft_core.inference.router import BASE, Router
 
 LANGUAGES = ("en", "de", "ru")
 # the tiny data's own vocabulary, so every adapter has learned something about these words
@@ -51,7 +51,7 @@ def runs(tiny_model, tmp_path_factory):
     import xft_samplers
     import xft_sources
 
-    from xft_core.plugins import make_plugin_manager
+    from xft_core.hooks.manager import make_plugin_manager
 
     pm = make_plugin_manager(autoload=False)
     for module in (xft_lora, xft_full, xft_samplers, xft_classification, xft_metrics, xft_sources):

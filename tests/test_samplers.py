@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 
 from xft_core.config import ConfigError, build_options
-from xft_core.plugins import collect, get_spec
+from xft_core.hooks.manager import collect, get_spec
 
 SIZES = {"en": 1000, "de": 100, "sw": 10}
 DRAWS = 20_000

@@ -30,7 +30,7 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
-from xft_core.server import create_app  # noqa: E402
+from xft_core.inference.server import create_app  # noqa: E402
 
 
 # ===================================================================== in-process, with a fake router
@@ -292,7 +292,7 @@ def adapters(tiny_model, tmp_path_factory):
 
 
 def _train_adapters(model: Path, root: Path) -> dict:
-    from xft_core.engine import train
+    from xft_core.training.engine import train
 
     data = write_sentiment_data(root / "data", sizes={"en": 32, "de": 32, "ru": 32}, dev=8, vocabulary=2)
     _write_spanish(data)

@@ -16,7 +16,7 @@ for extra in (ROOT, ROOT / "plugins"):
         sys.path.insert(0, str(extra))
 
 import xft_sources as src  # noqa: E402
-from xft_core.plugins import collect, make_plugin_manager  # noqa: E402
+from xft_core.hooks.manager import collect, make_plugin_manager  # noqa: E402
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from conftest import tiny_config
 from test_engine import RATES, dataset_loss
 from xft_core.config import load_config
 from xft_core.data import DataError
-from xft_core.engine import prepare, train
+from xft_core.training.engine import prepare, train
 
 # tags decided by the word alone, so a tiny model learns them in a few steps; long words split into pieces
 LEXICON = {

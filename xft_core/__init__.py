@@ -16,7 +16,7 @@ def train(config: Any, **overrides: Any) -> Any:
 
         run = xft_core.train("examples/reviews.yaml", training={"max_steps": 20}, name="quick")
     """
-    from xft_core.engine import train as _train
+    from xft_core.training.engine import train as _train
 
     resume = bool(overrides.pop("resume", False))
     progress = bool(overrides.pop("progress", True))

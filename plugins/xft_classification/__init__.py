@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-from xft_core.hookspecs import hookimpl
-from xft_core.specs import TaskHeadSpec
+from xft_core.hooks.spec import hookimpl
+from xft_core.hooks.descriptors import TaskHeadSpec
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -106,7 +106,7 @@ class SequenceClassification:
         config.id2label = id2label
         config.label2id = {v: k for k, v in id2label.items()}
         if self.options.pooling == "mean":
-            from xft_core.pooling import MeanPoolClassifier
+            from xft_classification.pooling import MeanPoolClassifier
 
             return MeanPoolClassifier.from_backbone(model_path, config)
         return AutoModelForSequenceClassification.from_pretrained(model_path, config=config)

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from xft_core.hookspecs import hookimpl
-from xft_core.specs import StrategySpec
+from xft_core.hooks.spec import hookimpl
+from xft_core.hooks.descriptors import StrategySpec
 
 
 @dataclass(frozen=True, kw_only=True)

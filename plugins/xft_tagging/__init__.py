@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Literal, Mapping, Sequence
 
-from xft_core.hookspecs import hookimpl
-from xft_core.specs import TaskHeadSpec
+from xft_core.hooks.spec import hookimpl
+from xft_core.hooks.descriptors import TaskHeadSpec
 
 IGNORE = -100  # label id the loss skips
 BIO_PREFIXES = ("B-", "I-")

@@ -1,7 +1,7 @@
 """Cross-lingual transfer matrix: every trained adapter (rows) on every evaluation language (columns).
 
 The base model is loaded once; each adapter package is attached onto it, and every cell holds all of the
-task head's metrics, computed by `xft_core.engine.score` from `head.predict`. Only the task-head protocol
+task head's metrics, computed by `xft_core.training.engine.score` from `head.predict`. Only the task-head protocol
 is used, so the matrix works for every head. Reports (JSON, CSV, Markdown, heatmap PNG) and a terminal
 table are written from the finished matrix; `xft eval` is the command line for all of it.
 
@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
 from xft_core.adapters import MANIFEST, AdapterError, Manifest
-from xft_core.plots import print_table, training_curves, write_reports
+from xft_core.evaluation.plots import print_table, training_curves, write_reports
 
 __all__ = ["MatrixRow", "TransferMatrix", "Evaluation", "transfer_matrix", "evaluate", "write_reports",
            "training_curves", "print_table", "register"]
@@ -293,8 +293,8 @@ def transfer_matrix(
         matrix.summary()["per-language"]["vs_zero_shot"]
     """
     from xft_core.adapters import attach, head_from_manifest, load_base, strategy_from_manifest
-    from xft_core.engine import score, with_language
-    from xft_core.plugins import collect, get_plugin_manager
+    from xft_core.training.engine import score, with_language
+    from xft_core.hooks.manager import collect, get_plugin_manager
 
     pm = pm or get_plugin_manager()
     rows, runs = plan_rows([sources] if isinstance(sources, (str, Path)) else list(sources), each_adapter=each_adapter)
@@ -309,7 +309,7 @@ def transfer_matrix(
 
         device = "cuda" if torch.cuda.is_available() else None
     # the runs' own precision by default, so the matrix agrees with the dev scores logged in training
-    from xft_core.engine import precision_for
+    from xft_core.training.engine import precision_for
 
     precision = precision_for(precision or _config_value(runs, lambda c: c.training.precision, "no"), cpu=device in (None, "cpu"))
     autocast = _autocast(precision, device)
@@ -440,7 +440,7 @@ def evaluate(sources: str | Path | Sequence[str | Path], data: Any = None, *, ou
     if metric:  # checked before the (long) evaluation
         from xft_core.adapters import head_from_manifest
         from xft_core.config import ConfigError
-        from xft_core.plugins import get_plugin_manager
+        from xft_core.hooks.manager import get_plugin_manager
 
         rows, _ = plan_rows(sources)
         manifest = Manifest.read(Path(next(iter(rows[0].adapters.values()))))

@@ -1,4 +1,4 @@
-"""`xft data check`: the data checks of `xft_core.datacheck` as a report on the terminal and a JSON file.
+"""`xft data check`: the data checks of `xft_core.data.checks` as a report on the terminal and a JSON file.
 
 Findings are warnings: the command exits 0 when it ran, 2 when the data cannot be read.
 """
@@ -10,7 +10,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from xft_core.datacheck import KINDS, MIN_LANGID_CHARS, Report
+from xft_core.data.checks import KINDS, MIN_LANGID_CHARS, Report
 
 SHORT = {  # column headers for the per-language issue table
     "empty": "empty",
@@ -74,9 +74,9 @@ def cmd_data_check(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from xft_core.data import DataError
-    from xft_core.datacheck import check, default_detector, fields_for, subset
-    from xft_core.io import atomic_write_json
-    from xft_core.plugins import get_plugin_manager
+    from xft_core.data.checks import check, default_detector, fields_for, subset
+    from xft_core.util.files import atomic_write_json
+    from xft_core.hooks.manager import get_plugin_manager
 
     console, status = Console(), Console(stderr=True)
     started = time.perf_counter()

@@ -36,7 +36,7 @@ def write_reports(matrix: Any, folder: str | Path, *, metric: str | None = None)
     import csv
     import io
 
-    from xft_core.io import atomic_write_json, atomic_write_text
+    from xft_core.util.files import atomic_write_json, atomic_write_text
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -68,7 +68,7 @@ def markdown(matrix: Any, metric: str | None = None) -> str:
     for name in [metric] + [m for m in matrix.metric_names if m != metric]:
         lines += [f"## {name}{' (primary)' if name == metric else ''}", "", *_markdown_table(matrix, name), ""]
     lines += ["## How the summary columns are computed", ""]
-    from xft_core.evaluate import DEFINITIONS
+    from xft_core.evaluation.matrix import DEFINITIONS
 
     lines += [f"- **{HEADERS[k]}**: {v}." for k, v in DEFINITIONS.items()]
     lines.append(f"- reference row: {reference.label if reference else 'none (no row trained on exactly one language, no base row)'}.")

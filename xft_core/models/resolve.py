@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from xft_core.plugins import PluginError, collect
+from xft_core.hooks.manager import PluginError, collect
 
 
 def cache_dir() -> Path:

@@ -14,8 +14,8 @@ from typing import Any, Iterable
 
 import pluggy
 
-from xft_core import hookspecs
-from xft_core.specs import KINDS, SINGULAR
+from xft_core.hooks import spec as hookspecs
+from xft_core.hooks.descriptors import KINDS, SINGULAR
 
 ENTRY_POINT_GROUP = "xft"
 

@@ -1,6 +1,6 @@
 """Every xft extension point, in one place.
 
-Registration hooks yield descriptor dataclasses from `xft_core.specs`; names are unique across installed
+Registration hooks yield descriptor dataclasses from `xft_core.hooks.descriptors`; names are unique across installed
 plugins (a duplicate is an error naming both providers). Lifecycle hooks are called by the engine with the
 running `Run` object, for trackers, callbacks and early stopping.
 """
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 import pluggy
 
 if TYPE_CHECKING:
-    from xft_core.specs import (
+    from xft_core.hooks.descriptors import (
         CommandSpec,
         MetricSpec,
         ModelSourceSpec,

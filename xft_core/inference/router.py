@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from xft_core.specs import ROW_LANGUAGE
+from xft_core.hooks.descriptors import ROW_LANGUAGE
 from xft_core.adapters import MANIFEST, AdapterError, Base, Manifest
 
 BASE = "__base__"  # peft's name for "no adapter" in `adapter_names`
@@ -94,7 +94,7 @@ class Router:
                  pm: Any = None, device: str | None = None, batch_size: int = 32, max_length: int = 256,
                  model: str | None = None, precision: str = "no"):
         from xft_core.adapters import load_base
-        from xft_core.plugins import get_plugin_manager
+        from xft_core.hooks.manager import get_plugin_manager
 
         if capacity < 1:
             raise ValueError(f"capacity must be at least 1, got {capacity}")
@@ -109,7 +109,7 @@ class Router:
         self.max_length = max_length
         # "bf16"/"fp16": forwards under autocast (bf16 runs several times faster on CPUs with native bf16);
         # "no" keeps full precision, identical to plain peft; "auto" picks bf16 where supported
-        from xft_core.engine import precision_for
+        from xft_core.training.engine import precision_for
 
         self.precision = precision_for(precision, cpu=device in (None, "cpu"))
         self.stats = RouterStats()

@@ -13,8 +13,8 @@ One `Router` holds the base model once. The app never touches it from the event 
 
 Example::
 
-    from xft_core.router import Router
-    from xft_core.server import create_app
+    from xft_core.inference.router import Router
+    from xft_core.inference.server import create_app
     app = create_app(Router.from_run("runs/reviews"), max_batch=64, max_wait_ms=5)
     # uvicorn.run(app, host="127.0.0.1", port=8000)
 """
@@ -568,7 +568,7 @@ def _version() -> str:
 def build_router(target: str | Path, *, capacity: int = 8, fallback: str | None = None, device: str | None = None,
                  precision: str = "no") -> Any:
     """A Router over a run folder (its adapters/*), a folder of adapter packages, or one package."""
-    from xft_core.router import Router
+    from xft_core.inference.router import Router
 
     return Router.from_run(Path(target).expanduser(), capacity=capacity, fallback=fallback, device=device, precision=precision)
 

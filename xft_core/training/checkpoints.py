@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from xft_core.io import atomic_folder, atomic_write_json
+from xft_core.util.files import atomic_folder, atomic_write_json
 
 
 def _trainable_state(run: Any) -> dict[str, Any]:

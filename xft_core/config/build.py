@@ -275,7 +275,7 @@ def load_config(source: str | Path | Mapping[str, Any] | RunConfig, overrides: M
 def save_config(config: RunConfig, path: Path) -> None:
     import yaml
 
-    from xft_core.io import atomic_write_text
+    from xft_core.util.files import atomic_write_text
 
     raw = config.to_dict()
     data = raw["data"]  # absolute, so the copy in the run folder finds the same data wherever it is loaded from

@@ -23,7 +23,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from xft_core.config import parse_overrides
-    from xft_core.engine import train
+    from xft_core.training.engine import train
 
     run = train(args.config, overrides=parse_overrides(args.set), resume=args.resume, progress=not args.no_progress)
     if not run.accelerator.is_main_process:
@@ -52,8 +52,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_plugins(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from xft_core.plugins import collect, get_plugin_manager, plugin_distribution
-    from xft_core.specs import KINDS, SINGULAR
+    from xft_core.hooks.manager import collect, get_plugin_manager, plugin_distribution
+    from xft_core.hooks.descriptors import KINDS, SINGULAR
 
     pm = get_plugin_manager()
     table = Table(title="xft plugins")
@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _extra_commands() -> list[Any]:
     """Sub-commands of other xft_core modules and of `xft_commands` plugins."""
     registers = []
-    for module in ("xft_core.evaluate", "xft_core.router_cli", "xft_core.server", "xft_core.datacheck_cli"):
+    for module in ("xft_core.evaluation.matrix", "xft_core.cli.predict", "xft_core.inference.server", "xft_core.cli.data"):
         try:
             mod = __import__(module, fromlist=["register"])
         except ModuleNotFoundError as exc:
@@ -111,7 +111,7 @@ def _extra_commands() -> list[Any]:
                 raise
             continue
         registers.append(mod.register)
-    from xft_core.plugins import collect, get_plugin_manager
+    from xft_core.hooks.manager import collect, get_plugin_manager
 
     registers.extend(item.spec.register for item in collect(get_plugin_manager(), "commands").values())
     return registers
@@ -126,12 +126,13 @@ def main(argv: list[str] | None = None) -> int:
     from xft_core.adapters import AdapterError
     from xft_core.config import ConfigError
     from xft_core.data import DataError
-    from xft_core.plugins import PluginError
+    from xft_core.hooks.manager import PluginError
 
     try:
         return int(args.func(args) or 0)
     except (ConfigError, DataError, PluginError, AdapterError, FileExistsError, FileNotFoundError) as exc:
-        _console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
+        # one line per message whatever the terminal's width: errors are read by people, tests and scripts
+        _console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         _console(stderr=True).print("[yellow]interrupted[/]: the last complete checkpoint is intact; continue with --resume")

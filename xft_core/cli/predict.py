@@ -69,7 +69,7 @@ def parse_lines(lines: Iterable[str], source: str) -> list[dict[str, Any]]:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from xft_core.router import Router, find_packages
+    from xft_core.inference.router import Router, find_packages
 
     find_packages(args.path)  # a wrong path fails before the model loads
     rows = read_inputs(args.texts, args.file, sys.stdin)

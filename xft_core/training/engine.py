@@ -17,10 +17,10 @@ import numpy as np
 from xft_core import __version__
 from xft_core.config import RunConfig, build_options, load_config, save_config
 from xft_core.data import DataError, DataSet, Split, discover, select, validate
-from xft_core.checkpoints import latest_checkpoint, load_checkpoint, restore_trainable, save_checkpoint
-from xft_core.io import atomic_write_json
-from xft_core.plugins import PluginError, collect, get_plugin_manager, get_spec
-from xft_core.specs import ROW_LANGUAGE
+from xft_core.training.checkpoints import latest_checkpoint, load_checkpoint, restore_trainable, save_checkpoint
+from xft_core.util.files import atomic_write_json
+from xft_core.hooks.manager import PluginError, collect, get_plugin_manager, get_spec
+from xft_core.hooks.descriptors import ROW_LANGUAGE
 
 
 @dataclass
@@ -355,7 +355,7 @@ def train(
             )
         save_config(config, paths.config)
     if config.data_check:
-        from xft_core.datacheck import quick_check
+        from xft_core.data.checks import quick_check
 
         for warning in quick_check(run.train, run.dev, run.head, run.tokenizer, t.max_length):  # type: ignore[attr-defined]
             run.console.print(f"[yellow]data warning:[/] {warning}")
@@ -501,7 +501,7 @@ def _read_history(path: Path, up_to_step: int) -> list[dict[str, Any]]:
 
 
 def _write_history(path: Path, records: list[dict[str, Any]]) -> None:
-    from xft_core.io import atomic_write_text
+    from xft_core.util.files import atomic_write_text
 
     atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
 

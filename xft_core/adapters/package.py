@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from xft_core.io import atomic_folder, atomic_write_json
+from xft_core.util.files import atomic_folder, atomic_write_json
 
 MANIFEST = "xft.json"
 HEAD_FILE = "head.safetensors"
@@ -122,7 +122,7 @@ class Base:
 
 def head_from_manifest(manifest: Manifest, pm: Any) -> Any:
     from xft_core.config import build_options
-    from xft_core.plugins import get_spec
+    from xft_core.hooks.manager import get_spec
 
     spec = get_spec(pm, "task_heads", manifest.data["task"], config_key=f"{MANIFEST}: task")
     head = spec.build(build_options(spec.options, manifest.data.get("task_options", {}), key="task_options"))
@@ -133,7 +133,7 @@ def head_from_manifest(manifest: Manifest, pm: Any) -> Any:
 def strategy_from_manifest(manifest: Manifest, pm: Any) -> tuple[Any, Any]:
     """(spec, built strategy) of the strategy that trained this package."""
     from xft_core.config import build_options
-    from xft_core.plugins import get_spec
+    from xft_core.hooks.manager import get_spec
 
     spec = get_spec(pm, "strategies", manifest.data["strategy"], config_key=f"{MANIFEST}: strategy")
     return spec, spec.build(build_options(spec.options, manifest.data.get("strategy_options", {}), key="strategy_options"))
@@ -142,7 +142,7 @@ def strategy_from_manifest(manifest: Manifest, pm: Any) -> tuple[Any, Any]:
 def load_base(folder_or_manifest: Path | Manifest, pm: Any = None, *, model: str | None = None, device: str | None = None) -> Base:
     """Load the base model an adapter package was trained on (or `model`), with the package's task head."""
     from xft_core.models import load_tokenizer, quiet_transformers, resolve_model
-    from xft_core.plugins import get_plugin_manager
+    from xft_core.hooks.manager import get_plugin_manager
 
     quiet_transformers()
     pm = pm or get_plugin_manager()

@@ -12,7 +12,7 @@ Loading a saved LoRA adapter with plain peft: rebuild the same base first, then 
 
     from transformers import AutoConfig
     from peft import PeftModel
-    from xft_core.pooling import MeanPoolClassifier
+    from xft_classification.pooling import MeanPoolClassifier
 
     config = AutoConfig.from_pretrained(base_folder, num_labels=len(labels))   # labels: manifest "labels"
     base = MeanPoolClassifier.from_backbone(base_folder, config)

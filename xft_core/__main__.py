@@ -1,0 +1,7 @@
+"""`python -m xft_core`: the `xft` command."""
+
+import sys
+
+from xft_core.cli.main import main
+
+sys.exit(main())
