@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_CPU ?= torch==2.13.0
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test lint bench clean
 
 setup: $(VENV)/.xft-installed
 
@@ -23,8 +23,14 @@ $(VENV)/.xft-installed: pyproject.toml
 demo: setup
 	$(PY) examples/demo.py
 
-test: setup
+test: setup lint
 	$(PY) -m pytest tests -q
+
+# architecture contracts (import-linter), style (ruff), types of the plugin API (mypy strict)
+lint: setup
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/ruff check xft_core plugins tests benchmarks examples
+	$(VENV)/bin/mypy xft_core/hooks
 
 bench: setup
 	$(PY) benchmarks/hotswap.py

@@ -11,7 +11,6 @@ Requirement: the second load takes under a quarter of the first.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import tempfile
@@ -89,7 +88,9 @@ def main() -> int:
         assert folder2 == folder
         size = folder_size(cache)
         print(f"cache folder: {folder}")
-        print(f"cache size:   {size / 2**20:.0f} MiB ({', '.join(f'{f.name} {f.stat().st_size / 2**20:.1f} MiB' for f in sorted(folder.iterdir()) if f.stat().st_size > 2**20)})")
+        big_files = ", ".join(f"{f.name} {f.stat().st_size / 2**20:.1f} MiB"
+                              for f in sorted(folder.iterdir()) if f.stat().st_size > 2**20)
+        print(f"cache size:   {size / 2**20:.0f} MiB ({big_files})")
         print(f"dtype:        {model.dtype} ({sum(p.numel() for p in model.parameters()) / 1e6:.0f} M parameters)")
         print(f"first load:   {first:6.2f} s  (resolve/convert {resolve1:.2f} s + load {first - resolve1:.2f} s)")
         print(f"second load:  {second:6.2f} s  (resolve {resolve2:.3f} s + load {second - resolve2:.2f} s)")

@@ -49,7 +49,7 @@ def build_small_gemma3(folder: Path) -> Path:
     import torch
     import transformers as tf
 
-    from xft_core.testing import DEFAULT_TEXTS, build_tokenizer, register_gemma3_token_classification
+    from xft_core.testing import DEFAULT_TEXTS, build_tokenizer
 
     texts = list(DEFAULT_TEXTS)
     for language in LANGUAGES:
@@ -63,14 +63,13 @@ def build_small_gemma3(folder: Path) -> Path:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         tf.AutoModelForCausalLM.from_config(config).save_pretrained(folder)
-    register_gemma3_token_classification()
     return folder
 
 
 def train_adapters(model: Path, out: Path) -> Path:
     """Per-language LoRA adapters for en/de/es/zh: a few steps each (the benchmark needs distinct weights,
     not accuracy)."""
-    from xft_core.training.engine import train
+    from xft_core.training import train
 
     config = {
         "name": "hotswap", "output_dir": str(out), "model": str(model), "task": "sequence-classification",
@@ -104,19 +103,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, help="a run folder with per-language adapters (default: build and train)")
     parser.add_argument("--model", type=Path, help="base model folder to train the 4 adapters on (default: small Gemma 3)")
-    parser.add_argument("--work", type=Path, help="keep the built model and run here and reuse them next time (default: a temporary folder)")
+    parser.add_argument("--work", type=Path,
+                        help="keep the built model and run here and reuse them next time (default: a temporary folder)")
     parser.add_argument("--rows", type=int, default=64, help="rows per batch (default 64, 16 per language)")
-    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice; 1 is steadier on a busy machine)")
-    parser.add_argument("--batch-size", type=int, default=32, help="rows per forward inside one request (the router's batch_size, default 32)")
+    parser.add_argument("--threads", type=int,
+                        help="torch intra-op threads (default: torch's choice; 1 is steadier on a busy machine)")
+    parser.add_argument("--batch-size", type=int, default=32,
+                        help="rows per forward inside one request (the router's batch_size, default 32)")
     parser.add_argument("--repeat", type=int, default=7, help="timed repetitions per throughput figure (median)")
     parser.add_argument("--precision", default="auto", choices=["no", "auto", "bf16", "fp16"],
-                        help="the router's forward precision for every measure (default auto: bf16 where the CPU/GPU supports it)")
+                        help="the router's forward precision for every measure "
+                             "(default auto: bf16 where the CPU/GPU supports it)")
     args = parser.parse_args(argv)
 
     import torch
 
-    from xft_core.models import quiet_transformers
     from xft_core.inference.router import Router
+    from xft_core.models import quiet_transformers
 
     quiet_transformers()
     torch.manual_seed(0)
@@ -143,8 +146,10 @@ def main(argv: list[str] | None = None) -> int:
         for name in names:
             router.load(name)
         texts, row_languages = batch(languages, args.rows)
-        print(f"base {router.base.model_path.name}: {sum(p.numel() for p in router.base.model.parameters()) / 1e6:.1f} M parameters, "
-              f"adapters {', '.join(names)}; {args.rows} rows in forwards of {args.batch_size}, {len(languages)} languages; threads {torch.get_num_threads()}; precision {router.precision}; "
+        print(f"base {router.base.model_path.name}: "
+              f"{sum(p.numel() for p in router.base.model.parameters()) / 1e6:.1f} M parameters, "
+              f"adapters {', '.join(names)}; {args.rows} rows in forwards of {args.batch_size}, {len(languages)} languages; "
+              f"threads {torch.get_num_threads()}; precision {router.precision}; "
               f"setup {prepared:.0f} s")
         load, cores = os.getloadavg()[0], os.cpu_count() or 1
         if load > cores and torch.get_num_threads() > 1:
@@ -194,7 +199,7 @@ def measure(router, texts: list[str], row_languages: list[str], languages: list[
         set_adapter.append(time.perf_counter() - t)
     # cold load from disk onto the live base (no eviction: capacity is not reached)
     cold = []
-    for i in range(8):
+    for _ in range(8):
         router.unload(second)
         t = time.perf_counter()
         router.load(second)

@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from xft_core.evaluation.predict import predict_rows
+
 ROOT = Path(__file__).resolve().parents[1]
 for extra in (ROOT, ROOT / "plugins", ROOT / "examples"):
     if str(extra) not in sys.path:
@@ -33,8 +35,8 @@ def main(argv: list[str] | None = None) -> None:
     from make_tatoeba_splits import main as make_splits
 
     from xft_core.config import load_config, parse_overrides
-    from xft_core.training.engine import evaluate_dev, prepare, train
-    from xft_core.hooks.descriptors import ROW_LANGUAGE
+    from xft_core.hooks import ROW_LANGUAGE
+    from xft_core.training import evaluate_dev, prepare, train
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", type=Path, default=ROOT / "examples" / "tatoeba.yaml")
@@ -75,8 +77,9 @@ def main(argv: list[str] | None = None) -> None:
     for language, part in run.dev.items():
         rows = [{**row, ROW_LANGUAGE: language} for row in part.rows[:3]]
         with run.accelerator.autocast():
-            predicted = run.head.predict(model, run.tokenizer, rows, batch_size=3, max_length=config.training.max_length)
-        samples[language] = [{"source": r["source"], "reference": r["target"], "output": p["text"]} for r, p in zip(rows, predicted)]
+            predicted = predict_rows(run.head, model, run.tokenizer, rows, batch_size=3, max_length=config.training.max_length)
+        samples[language] = [{"source": r["source"], "reference": r["target"], "output": p["text"]}
+                             for r, p in zip(rows, predicted)]
     wall = time.perf_counter() - started
 
     print(f"\nTatoeba -> English, {config.model}, {config.strategy} {dict(config.strategy_options)}, "

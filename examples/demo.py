@@ -60,10 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     from rich.table import Table
 
     import xft_core
-    from xft_core.evaluation.matrix import evaluate, print_table
-    from xft_core.models import quiet_transformers, resolve_model
+    from xft_core.evaluation import evaluate, print_table
     from xft_core.hooks.manager import get_plugin_manager
     from xft_core.inference.router import Router
+    from xft_core.models import quiet_transformers, resolve_model
 
     console = Console()
     started = time.perf_counter()

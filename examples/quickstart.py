@@ -31,8 +31,10 @@ def main(argv: list[str] | None = None) -> object:
             "data": {
                 "rows": {
                     "train": {
-                        "en": [{"text": "I love this movie!", "label": "positive"}, {"text": "What a waste of time.", "label": "negative"}],
-                        "de": [{"text": "Ich liebe diesen Film!", "label": "positive"}, {"text": "Was für eine Zeitverschwendung.", "label": "negative"}],
+                        "en": [{"text": "I love this movie!", "label": "positive"},
+                               {"text": "What a waste of time.", "label": "negative"}],
+                        "de": [{"text": "Ich liebe diesen Film!", "label": "positive"},
+                               {"text": "Was für eine Zeitverschwendung.", "label": "negative"}],
                     }
                 }
             },

@@ -18,7 +18,8 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 WORDS = {
     "en": (["good", "great", "lovely", "excellent", "superb"], ["bad", "awful", "terrible", "poor", "horrible"]),
     "de": (["gut", "toll", "prima", "hervorragend", "super"], ["schlecht", "furchtbar", "schrecklich", "mies", "übel"]),
-    "ru": (["хорошо", "отлично", "прекрасно", "замечательно", "чудесно"], ["плохо", "ужасно", "скверно", "отвратительно", "кошмар"]),
+    "ru": (["хорошо", "отлично", "прекрасно", "замечательно", "чудесно"],
+           ["плохо", "ужасно", "скверно", "отвратительно", "кошмар"]),
 }
 NOUNS = {
     "en": ["phone", "camera", "book", "lamp", "chair", "kettle", "watch", "bag"],
@@ -27,7 +28,8 @@ NOUNS = {
 }
 
 
-def write_sentiment_data(folder: Path, sizes: dict[str, int] | None = None, dev: int = 16, seed: int = 0, vocabulary: int = 5) -> Path:
+def write_sentiment_data(folder: Path, sizes: dict[str, int] | None = None, dev: int = 16, seed: int = 0,
+                         vocabulary: int = 5) -> Path:
     """Write <lang>.train/dev.jsonl with labels `pos`/`neg` decided by one polar word per text
     (drawn from the first `vocabulary` words of each polarity: fewer words learn in fewer steps)."""
     rng = random.Random(seed)
@@ -75,7 +77,6 @@ def pm():
     import xft_metrics
     import xft_samplers
     import xft_sources
-
     from xft_core.hooks.manager import make_plugin_manager
 
     manager = make_plugin_manager(autoload=False)
@@ -95,7 +96,8 @@ def tiny_config(model: Path, data: Path, out: Path, **over) -> dict:
         "strategy_options": {"r": 4, "alpha": 8},
         "sampler": "uniform",
         "data": {"path": str(data)},
-        "training": {"max_steps": 12, "batch_size": 8, "learning_rate": 5e-3, "warmup_ratio": 0.0, "precision": "no", "log_every": 1, "seed": 7},
+        "training": {"max_steps": 12, "batch_size": 8, "learning_rate": 5e-3, "warmup_ratio": 0.0, "precision": "no",
+                     "log_every": 1, "seed": 7},
         "data_check": False,
     }
     training = over.pop("training", {})

@@ -259,7 +259,7 @@ def test_lora_options_are_typed_from_strings(pm):
 
 
 def test_plugin_option_errors_surface_through_resolve_plugins(pm):
-    from xft_core.training.engine import resolve_plugins
+    from xft_core.training import resolve_plugins
 
     config = load_config({**MINIMAL, "strategy_options": {"r": 0}})
     with pytest.raises(ConfigError, match="strategy_options"):

@@ -11,8 +11,8 @@ import pytest
 
 from xft_core.config import build_options, load_config
 from xft_core.data import DataError, discover, read_rows, validate
-from xft_core.training.engine import load_data
 from xft_core.hooks.manager import get_spec
+from xft_core.training import load_data
 
 # text with a comma and a quote, so CSV quoting is exercised
 ROWS = {

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from conftest import tiny_config, write_sentiment_data
-from xft_core.training.engine import prepare, train
 from xft_core.config import load_config
 from xft_core.hooks.spec import hookimpl
+from xft_core.training import prepare, train
 
 SAMPLERS = ["proportional", "uniform", "temperature", "unimax", "round_robin"]
 
@@ -53,7 +53,8 @@ def _strategy(config: dict, strategy: str) -> dict:
 @pytest.mark.parametrize("strategy", ["full", "lora"])
 @pytest.mark.parametrize("sampler", SAMPLERS)
 def test_every_strategy_and_sampler_trains_and_the_loss_falls(family, strategy, sampler, tiny_model, easy_data, tmp_path, pm):
-    config = _strategy(tiny_config(tiny_model(family), easy_data, tmp_path, sampler=sampler, training={"max_steps": 24}), strategy)
+    config = _strategy(tiny_config(tiny_model(family), easy_data, tmp_path, sampler=sampler, training={"max_steps": 24}),
+                       strategy)
     before = dataset_loss(prepare(load_config(config), pm=pm))
     run = train(config, pm=pm, progress=False)
     after = dataset_loss(run)
@@ -68,7 +69,8 @@ def test_every_strategy_and_sampler_trains_and_the_loss_falls(family, strategy, 
 def test_per_language_adapters_each_train_only_on_their_language(family, tiny_model, easy_data, tmp_path, pm):
     import torch
 
-    config = _strategy(tiny_config(tiny_model(family), easy_data, tmp_path, adapters="per_language", sampler="round_robin", training={"max_steps": 24}), "lora")
+    config = _strategy(tiny_config(tiny_model(family), easy_data, tmp_path, adapters="per_language", sampler="round_robin",
+                                   training={"max_steps": 24}), "lora")
     start = prepare(load_config(config), pm=pm)
     before = dataset_loss(start)
     initial = {n: p.detach().clone() for n, p in start.model.named_parameters() if p.requires_grad}
@@ -90,10 +92,11 @@ def test_per_language_adapter_untouched_when_its_language_is_never_drawn(tiny_mo
     class OnlyEnglish:
         @hookimpl
         def xft_samplers(self):
-            from xft_core.hooks.sampling import ProbabilitySampler
             from xft_core.hooks.descriptors import SamplerSpec
+            from xft_core.hooks.sampling import ProbabilitySampler
 
-            yield SamplerSpec(name="only-en", build=lambda sizes, options, seed: ProbabilitySampler({"en": 1.0, "de": 0.0, "ru": 0.0}, seed))
+            yield SamplerSpec(name="only-en",
+                              build=lambda sizes, options, seed: ProbabilitySampler({"en": 1.0, "de": 0.0, "ru": 0.0}, seed))
 
     pm.register(OnlyEnglish(), name="only-en-plugin")
     config = _strategy(tiny_config(tiny_model("gemma3"), easy_data, tmp_path, adapters="per_language", sampler="only-en"), "lora")
@@ -113,7 +116,8 @@ def test_resume_after_a_crash_ends_with_the_same_weights(tiny_model, easy_data, 
     from safetensors.torch import load_file
 
     def config_for(out):
-        c = tiny_config(tiny_model("bert"), easy_data, out, sampler="temperature", adapters="per_language", training={"max_steps": 10, "save_every": 4})
+        c = tiny_config(tiny_model("bert"), easy_data, out, sampler="temperature", adapters="per_language",
+                        training={"max_steps": 10, "save_every": 4})
         c["strategy_options"] = {"r": 4, "alpha": 8, "dropout": 0.1}  # dropout: the RNG state must be restored too
         return c
 
@@ -173,7 +177,8 @@ def test_two_cpu_processes_share_one_run_under_torchrun(tiny_model, easy_data, t
 
     import yaml
 
-    config = tiny_config(tiny_model("bert"), easy_data, tmp_path, adapters="per_language", sampler="temperature", training={"max_steps": 6, "save_every": 3})
+    config = tiny_config(tiny_model("bert"), easy_data, tmp_path, adapters="per_language", sampler="temperature",
+                         training={"max_steps": 6, "save_every": 3})
     path = tmp_path / "ddp.yaml"
     path.write_text(yaml.safe_dump(config))
     xft = shutil.which("xft") or str(Path(sys.executable).parent / "xft")
@@ -191,8 +196,10 @@ def test_two_cpu_processes_share_one_run_under_torchrun(tiny_model, easy_data, t
 
 
 def test_two_runs_in_one_process_may_use_different_precisions(tiny_model, easy_data, tmp_path, pm):
-    first = train(tiny_config(tiny_model("gemma3"), easy_data, tmp_path, name="fp32", training={"max_steps": 2}), pm=pm, progress=False)
-    second = train(tiny_config(tiny_model("gemma3"), easy_data, tmp_path, name="bf16", training={"max_steps": 2, "precision": "bf16"}), pm=pm, progress=False)
+    first = train(tiny_config(tiny_model("gemma3"), easy_data, tmp_path, name="fp32", training={"max_steps": 2}),
+                  pm=pm, progress=False)
+    second = train(tiny_config(tiny_model("gemma3"), easy_data, tmp_path, name="bf16",
+                               training={"max_steps": 2, "precision": "bf16"}), pm=pm, progress=False)
     precision = [json.loads(run.paths.run_info.read_text())["precision"] for run in (first, second)]
     assert precision == ["no", "bf16"]
 
@@ -208,9 +215,11 @@ def test_per_language_adapters_can_start_from_a_multilingual_adapter(tiny_model,
     import torch
     from safetensors.torch import load_file
 
-    shared = train(tiny_config(tiny_model("gemma3"), easy_data, tmp_path, name="shared", training={"max_steps": 3}), pm=pm, progress=False)
+    shared = train(tiny_config(tiny_model("gemma3"), easy_data, tmp_path, name="shared", training={"max_steps": 3}),
+                   pm=pm, progress=False)
     folder = shared.adapter_dirs["multilingual"]
-    config = tiny_config(tiny_model("gemma3"), easy_data, tmp_path, name="from-shared", adapters="per_language", init_from=str(folder))
+    config = tiny_config(tiny_model("gemma3"), easy_data, tmp_path, name="from-shared", adapters="per_language",
+                         init_from=str(folder))
     run = prepare(load_config(config), pm=pm)
     saved = load_file(str(folder / "adapter_model.safetensors"))
     params = dict(run.model.named_parameters())
@@ -225,7 +234,8 @@ def test_per_language_adapters_can_start_from_a_multilingual_adapter(tiny_model,
 @pytest.mark.parametrize("family", ["xlm-roberta", "qwen2", "llama"])
 @pytest.mark.parametrize("adapters", ["single", "per_language"])
 def test_classification_trains_on_the_other_families(family, adapters, tiny_model, easy_data, tmp_path, pm):
-    config = _strategy(tiny_config(tiny_model(family), easy_data, tmp_path, adapters=adapters, sampler="round_robin", training={"max_steps": 24}), "lora")
+    config = _strategy(tiny_config(tiny_model(family), easy_data, tmp_path, adapters=adapters, sampler="round_robin",
+                                   training={"max_steps": 24}), "lora")
     before = dataset_loss(prepare(load_config(config), pm=pm))
     run = train(config, pm=pm, progress=False)
     assert dataset_loss(run) < before - 0.02

@@ -11,9 +11,17 @@ from pathlib import Path
 import pytest
 
 from conftest import tiny_config, write_sentiment_data
-from xft_core.training.engine import score, train
-from xft_core.evaluation.matrix import MatrixRow, TransferMatrix, evaluate, transfer_matrix, write_reports
-from xft_core.evaluation.plots import training_curves, transfer_heatmap
+from xft_core.evaluation import (
+    MatrixRow,
+    TransferMatrix,
+    evaluate,
+    training_curves,
+    transfer_heatmap,
+    transfer_matrix,
+    write_reports,
+)
+from xft_core.evaluation.predict import predict_rows, score
+from xft_core.training import train
 
 LANGUAGES = ["de", "en", "ru"]
 
@@ -25,7 +33,6 @@ def _fresh_pm():
     import xft_metrics
     import xft_samplers
     import xft_sources
-
     from xft_core.hooks.manager import make_plugin_manager
 
     manager = make_plugin_manager(autoload=False)
@@ -49,7 +56,8 @@ def one_thread():
 def data(tmp_path_factory) -> Path:
     """Train/dev from the shared generator, plus a test split drawn with another seed."""
     folder = write_sentiment_data(tmp_path_factory.mktemp("eval-data"), vocabulary=2)
-    extra = write_sentiment_data(tmp_path_factory.mktemp("eval-test"), sizes={l: 1 for l in LANGUAGES}, dev=12, seed=3, vocabulary=2)
+    extra = write_sentiment_data(tmp_path_factory.mktemp("eval-test"), sizes={lang: 1 for lang in LANGUAGES}, dev=12,
+                                 seed=3, vocabulary=2)
     for language in LANGUAGES:
         (extra / f"{language}.dev.jsonl").rename(folder / f"{language}.test.jsonl")
     return folder
@@ -99,7 +107,7 @@ def _independent(package: Path, language: str, data: Path, pm) -> dict[str, floa
     else:
         model.load_state_dict(load_file(str(package / "model.safetensors")), strict=False)
     rows = _rows(data, language)
-    predictions = base.head.predict(model, base.tokenizer, rows, batch_size=32, max_length=128)
+    predictions = predict_rows(base.head, model, base.tokenizer, rows, batch_size=32, max_length=128)
     return score(base.head, pm, predictions, rows)
 
 
@@ -117,7 +125,7 @@ def test_matrix_shape_and_cells_match_an_independent_evaluation(matrix, runs, da
         "base (no adapter)", "en-full: en (zero-shot)", "en-lora: en (zero-shot)", "per-lang: per-language",
         "per-lang: de (zero-shot)", "per-lang: en (zero-shot)", "per-lang: ru (zero-shot)",
     ]
-    assert matrix.examples == {l: 12 for l in LANGUAGES}
+    assert matrix.examples == {lang: 12 for lang in LANGUAGES}
     for row in matrix.rows:
         assert set(row.cells) == set(LANGUAGES)
         assert all(set(c) == {"macro_f1", "accuracy"} and all(0 <= v <= 1 for v in c.values()) for c in row.cells.values())
@@ -146,7 +154,8 @@ def test_summary_columns_follow_their_definitions(matrix):
     assert matrix.reference().label == "en-full: en (zero-shot)"  # the first one-language row
     reference = matrix.row("en-full: en (zero-shot)").cells
     per_language = matrix.row("per-lang: per-language").cells
-    expected = (per_language["de"]["accuracy"] + per_language["ru"]["accuracy"]) / 2 - (reference["de"]["accuracy"] + reference["ru"]["accuracy"]) / 2
+    expected = ((per_language["de"]["accuracy"] + per_language["ru"]["accuracy"]) / 2
+                - (reference["de"]["accuracy"] + reference["ru"]["accuracy"]) / 2)
     assert summary["per-lang: per-language"]["vs_zero_shot"] == pytest.approx(expected)
     assert summary["per-lang: per-language"]["transfer"] is None  # every language has its own adapter
     assert summary["base (no adapter)"]["in_language"] is None
@@ -154,30 +163,32 @@ def test_summary_columns_follow_their_definitions(matrix):
 
 def test_per_language_row_runs_each_language_through_its_own_adapter(runs, data, pm, monkeypatch):
     import xft_classification
+    import xft_lora.strategy
 
-    import xft_core.adapters as adapters
+    attached: list[Path] = []  # packages in the order the strategy attached them
+    calls: list[tuple[Path, str, str]] = []  # (last attached package, active adapter, language of the rows)
+    language_of = {row["text"]: lang for lang in LANGUAGES for row in _rows(data, lang)}
+    real_attach, real_predict = xft_lora.strategy.Lora.attach, xft_classification.SequenceClassification.predict_batch
 
-    attached: dict[str, Path] = {}  # internal adapter name -> package
-    calls: list[tuple[str, str]] = []  # (active adapter, language of the rows)
-    language_of = {row["text"]: l for l in LANGUAGES for row in _rows(data, l)}
-    real_attach, real_predict = adapters.attach, xft_classification.SequenceClassification.predict
-
-    def spy_attach(base, model, folder, name):
-        attached[name] = Path(folder)
-        return real_attach(base, model, folder, name)
+    def spy_attach(self, model, folder, name, head):
+        attached.append(Path(folder))
+        return real_attach(self, model, folder, name, head)
 
     def spy_predict(self, model, tokenizer, rows, **kwargs):
-        calls.append((model.active_adapter, language_of[rows[0]["text"]]))
+        calls.append((attached[-1], model.active_adapter, language_of[rows[0]["text"]]))
         return real_predict(self, model, tokenizer, rows, **kwargs)
 
-    monkeypatch.setattr(adapters, "attach", spy_attach)
-    monkeypatch.setattr(xft_classification.SequenceClassification, "predict", spy_predict)
+    monkeypatch.setattr(xft_lora.strategy.Lora, "attach", spy_attach)
+    monkeypatch.setattr(xft_classification.SequenceClassification, "predict_batch", spy_predict)
     result = transfer_matrix(runs["per-lang"], data, split="test", pm=pm, progress=False)
     assert [r.label for r in result.rows] == ["per-language"]
     assert "untrained weights" in result.notes[0], "classification: no base row unless asked, and the report says why"
-    assert sorted(language for _, language in calls) == LANGUAGES, "one evaluation per language, not every adapter on every language"
-    for active, language in calls:
-        assert attached[active] == runs["per-lang"] / "adapters" / language
+    assert sorted(language for *_, language in calls) == LANGUAGES, ("one evaluation per language, "
+                                                                     "not every adapter on every language")
+    assert len(attached) == len(LANGUAGES), "each package attached once"
+    for package, active, language in calls:
+        assert package == runs["per-lang"] / "adapters" / language and active == "xft-eval"
+
     monkeypatch.undo()
     de = runs["per-lang"] / "adapters" / "de"
     assert result.row("per-language").cells["de"] == _independent(de, "de", data, pm)
@@ -204,7 +215,8 @@ def test_reports_are_written_and_parse(matrix, tmp_path):
     assert {p.name for p in paths.values()} == {"transfer.json", "transfer.csv", "transfer.md", "transfer.png"}
 
     saved = json.loads(paths["json"].read_text())
-    assert saved["languages"] == LANGUAGES and saved["primary"] == "macro_f1" and saved["reference_row"] == "en-full: en (zero-shot)"
+    assert (saved["languages"] == LANGUAGES and saved["primary"] == "macro_f1"
+            and saved["reference_row"] == "en-full: en (zero-shot)")
     assert set(saved["definitions"]) == {"average", "in_language", "transfer", "transfer_gap", "vs_zero_shot"}
     again = TransferMatrix.from_dict(saved)
     assert again.values("accuracy") == matrix.values("accuracy") and again.summary() == matrix.summary()
@@ -216,7 +228,7 @@ def test_reports_are_written_and_parse(matrix, tmp_path):
         row = matrix.row(line["row"])
         for language in LANGUAGES:
             assert float(line[language]) == row.cells[language][line["metric"]]
-    english = next(l for l in table if l["row"] == "en-lora: en (zero-shot)" and l["metric"] == "macro_f1")
+    english = next(lang for lang in table if lang["row"] == "en-lora: en (zero-shot)" and lang["metric"] == "macro_f1")
     assert float(english["transfer_gap"]) == pytest.approx(matrix.summary()["en-lora: en (zero-shot)"]["transfer_gap"])
 
     text = paths["md"].read_text()
@@ -233,18 +245,19 @@ def _synthetic(languages: list[str]) -> TransferMatrix:
     rng = random.Random(0)
 
     def cells(score_of):
-        return {l: {"chrf": score_of(l), "ter": 100 - score_of(l)} for l in languages}
+        return {lang: {"chrf": score_of(lang), "ter": 100 - score_of(lang)} for lang in languages}
 
     rows = [
-        MatrixRow("base (no adapter)", "base", [], cells=cells(lambda l: rng.uniform(10, 30))),
-        MatrixRow("eng (zero-shot)", "adapter", ["eng"], cells=cells(lambda l: 70 if l == "eng" else rng.uniform(30, 60))),
-        MatrixRow("multilingual (eng+deu+rus+zho)", "adapter", ["eng", "deu", "rus", "zho"], cells=cells(lambda l: rng.uniform(40, 70))),
-        MatrixRow("per-language", "per-language", languages[:-3], cells=cells(lambda l: rng.uniform(50, 75))),
+        MatrixRow("base (no adapter)", "base", [], cells=cells(lambda lang: rng.uniform(10, 30))),
+        MatrixRow("eng (zero-shot)", "adapter", ["eng"], cells=cells(lambda lang: 70 if lang == "eng" else rng.uniform(30, 60))),
+        MatrixRow("multilingual (eng+deu+rus+zho)", "adapter", ["eng", "deu", "rus", "zho"],
+                  cells=cells(lambda lang: rng.uniform(40, 70))),
+        MatrixRow("per-language", "per-language", languages[:-3], cells=cells(lambda lang: rng.uniform(50, 75))),
     ]
     for language in languages[-3:]:  # no adapter of its own
         del rows[-1].cells[language]
     rows[0].cells[languages[1]]["chrf"] = float("nan")
-    return TransferMatrix(languages, rows, ["chrf", "ter"], "test", "causal-lm", "tiny", {l: 50 for l in languages},
+    return TransferMatrix(languages, rows, ["chrf", "ter"], "test", "causal-lm", "tiny", {lang: 50 for lang in languages},
                           {"chrf": True, "ter": False})
 
 
@@ -299,7 +312,8 @@ def test_xft_eval_options_and_errors(runs, data, tmp_path, capsys):
                  "--metric", "accuracy", "--base", "--out", str(tmp_path / "r"), "--no-progress"])
     assert code == 0, capsys.readouterr().err
     saved = json.loads((tmp_path / "r" / "transfer.json").read_text())
-    assert [r["label"] for r in saved["rows"]] == ["base (no adapter)", "de (zero-shot)"] and saved["examples"] == {"de": 4, "en": 4}
+    assert ([r["label"] for r in saved["rows"]] == ["base (no adapter)", "de (zero-shot)"]
+            and saved["examples"] == {"de": 4, "en": 4})
     assert "## accuracy (primary)" in (tmp_path / "r" / "transfer.md").read_text()
 
     assert main(["eval", str(runs["en-lora"]), "--split", "nope", "--no-progress"]) == 2
@@ -313,14 +327,15 @@ def test_xft_eval_options_and_errors(runs, data, tmp_path, capsys):
 # ---------------------------------------------------------------------------------- every task head
 def test_xft_eval_on_a_tagging_run(tiny_model, tmp_path, pm, capsys):
     pytest.importorskip("xft_tagging")
-    import xft_tagging
     from test_tagging import ner_rows, tagging_config, write_tagging_data
 
+    import xft_tagging
     from xft_core.cli.main import main
 
     pm.register(xft_tagging, name="xft_tagging")
     data = write_tagging_data(tmp_path / "ner", make=ner_rows, sizes={"en": 12, "de": 12}, dev=6)
-    run = train(tagging_config(tiny_model("bert"), data, tmp_path, "lora", training={"max_steps": 4}), pm=pm, progress=False).paths.root
+    run = train(tagging_config(tiny_model("bert"), data, tmp_path, "lora", training={"max_steps": 4}),
+                pm=pm, progress=False).paths.root
     assert main(["eval", str(run), "--split", "dev", "--no-progress"]) == 0, capsys.readouterr().err
     saved = json.loads((run / "report" / "transfer.json").read_text())
     assert saved["metrics"] == ["entity_f1", "token_accuracy"] and saved["languages"] == ["de", "en"]
@@ -330,14 +345,15 @@ def test_xft_eval_on_a_tagging_run(tiny_model, tmp_path, pm, capsys):
 
 def test_xft_eval_on_a_generation_run_includes_the_base_row(tiny_model, tmp_path, pm, capsys):
     pytest.importorskip("xft_generation")
-    import xft_generation
     from test_generation import generation_config, write_copy_data
 
+    import xft_generation
     from xft_core.cli.main import main
 
     pm.register(xft_generation, name="xft_generation")
     data = write_copy_data(tmp_path / "copy", languages=("de", "ru"))
-    config = generation_config(tiny_model("gemma3"), data, tmp_path, "causal-lm", adapters="per_language", training={"max_steps": 4})
+    config = generation_config(tiny_model("gemma3"), data, tmp_path, "causal-lm", adapters="per_language",
+                               training={"max_steps": 4})
     config["task_options"]["max_new_tokens"] = 6
     run = train(config, pm=pm, progress=False).paths.root
     assert main(["eval", str(run), "--split", "dev", "--no-progress"]) == 0, capsys.readouterr().err
@@ -346,7 +362,7 @@ def test_xft_eval_on_a_generation_run_includes_the_base_row(tiny_model, tmp_path
     assert [r["label"] for r in saved["rows"]] == ["base (no adapter)", "per-language"]
     assert saved["rows"][0]["kind"] == "base" and saved["notes"] == []
     assert all(0 <= cell["chrf"] <= 100 for row in saved["rows"] for cell in row["cells"].values())
-    base, per_language = ({l: c["chrf"] for l, c in row["cells"].items()} for row in saved["rows"])
+    base, per_language = ({lang: c["chrf"] for lang, c in row["cells"].items()} for row in saved["rows"])
     assert saved["reference_row"] == "base (no adapter)"  # no one-language row: the untuned base is the reference
     gain = sum(per_language.values()) / 2 - sum(base.values()) / 2
     assert saved["summary"]["chrf"]["per-language"]["vs_zero_shot"] == pytest.approx(gain)
@@ -355,9 +371,9 @@ def test_xft_eval_on_a_generation_run_includes_the_base_row(tiny_model, tmp_path
 def test_evaluation_autocast_follows_the_precision():
     import torch
 
-    from xft_core.evaluation.matrix import _autocast
+    from xft_core.util.precision import autocast
 
-    with _autocast("bf16", None)():
+    with autocast("bf16", "cpu"):
         assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
-    with _autocast("no", None)():
+    with autocast("no", "cpu"):
         assert not torch.is_autocast_enabled("cpu")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import runpy
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,8 +23,8 @@ def test_quickstart_trains_two_sentences_in_two_languages(tiny_model, tmp_path, 
 @pytest.mark.parametrize("config", sorted(p.name for p in (ROOT / "examples").glob("*.yaml")))
 def test_every_example_config_loads_and_names_installed_plugins(config):
     from xft_core.config import load_config
-    from xft_core.training.engine import resolve_plugins
     from xft_core.hooks.manager import get_plugin_manager
+    from xft_core.training import resolve_plugins
 
     loaded = load_config(ROOT / "examples" / config)
     resolve_plugins(loaded, get_plugin_manager())

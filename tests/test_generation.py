@@ -7,12 +7,13 @@ import json
 from pathlib import Path
 
 import pytest
+from test_engine import dataset_loss
 
 from conftest import tiny_config
-from test_engine import dataset_loss
 from xft_core.config import load_config
-from xft_core.training.engine import evaluate_dev, prepare, train
-from xft_core.hooks.descriptors import ROW_LANGUAGE
+from xft_core.evaluation.predict import predict_rows
+from xft_core.hooks import ROW_LANGUAGE
+from xft_core.training import evaluate_dev, prepare, train
 
 HEADS = [("gemma3", "causal-lm"), ("qwen2", "causal-lm"), ("t5", "seq2seq")]
 # a few short sentences per language that every tiny tokenizer knows (xft_core.testing.DEFAULT_TEXTS)
@@ -214,12 +215,12 @@ def test_mixed_adapter_generation_equals_each_adapter_alone(family, task, tiny_m
     order = [1, 4, 0, 5, 2, 3]  # interleave languages inside one batch
     rows = [rows[i] for i in order]
     names = [r[ROW_LANGUAGE] for r in rows]
-    mixed = head.predict(model, tokenizer, rows, batch_size=6, max_length=64, adapter_names=names)
+    mixed = predict_rows(head, model, tokenizer, rows, batch_size=6, max_length=64, route={"adapter_names": names})
     alone = {}
     for language in ("de", "es", "ru"):
         run.strategy.activate(model, language)
         mine = [r for r in rows if r[ROW_LANGUAGE] == language]
-        alone.update(zip([id(r) for r in mine], head.predict(model, tokenizer, mine, batch_size=1, max_length=64)))
+        alone.update(zip([id(r) for r in mine], predict_rows(head, model, tokenizer, mine, batch_size=1, max_length=64)))
     assert [p["text"] for p in mixed] == [alone[id(r)]["text"] for r in rows]
     assert len({p["text"] for p in mixed}) > 1, "adapters should generate different texts"
     assert all(isinstance(p["text"], str) and p["text"] for p in mixed)
@@ -231,8 +232,8 @@ def test_batched_generation_equals_one_row_at_a_time(family, task, tiny_model, c
     run = _perturbed_per_language_run(tiny_model(family), copy_data, tmp_path, task, gpm)
     rows = [{**r, ROW_LANGUAGE: "de"} for r in run.train["de"].rows] + [{"source": "Doброе", "target": "x", ROW_LANGUAGE: "ru"}]
     side = run.tokenizer.padding_side
-    together = run.head.predict(run.model, run.tokenizer, rows, batch_size=8, max_length=64)
-    apart = [run.head.predict(run.model, run.tokenizer, [r], batch_size=1, max_length=64)[0] for r in rows]
+    together = predict_rows(run.head, run.model, run.tokenizer, rows, batch_size=8, max_length=64)
+    apart = [predict_rows(run.head, run.model, run.tokenizer, [r], batch_size=1, max_length=64)[0] for r in rows]
     assert together == apart and run.tokenizer.padding_side == side
 
 
@@ -258,10 +259,11 @@ def test_stop_strings_cut_generated_text(tiny_model):
 
 def test_router_serves_translation_adapters_with_the_row_language_in_the_prompt(tiny_model, copy_data, tmp_path, gpm):
     """The default translation template names the source language: the router must hand each row's language on."""
-    from xft_core.training.engine import train
     from xft_core.inference.router import Router
+    from xft_core.training import train
 
-    config = generation_config(tiny_model("gemma3"), copy_data, tmp_path, "causal-lm", adapters="per_language", training={"max_steps": 2})
+    config = generation_config(tiny_model("gemma3"), copy_data, tmp_path, "causal-lm", adapters="per_language",
+                               training={"max_steps": 2})
     config["task_options"] = {"max_new_tokens": 4}  # default template: "Translate from {source_language} ..."
     run = train(config, pm=gpm, progress=False)
     router = Router.from_run(run.paths.root, pm=gpm)

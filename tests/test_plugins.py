@@ -8,13 +8,13 @@ from dataclasses import dataclass
 import pluggy
 import pytest
 
-from xft_core.hooks import manager as xft_plugins
 from xft_core.config import load_config
-from xft_core.training.engine import resolve_plugins
-from xft_core.hooks.spec import hookimpl
+from xft_core.hooks import manager as xft_plugins
+from xft_core.hooks.descriptors import SamplerSpec, StrategySpec
 from xft_core.hooks.manager import PluginConflictError, PluginError, collect, get_spec, make_plugin_manager
 from xft_core.hooks.sampling import ProbabilitySampler
-from xft_core.hooks.descriptors import SamplerSpec, StrategySpec
+from xft_core.hooks.spec import hookimpl
+from xft_core.training import resolve_plugins
 
 BUILTINS = ("xft_classification", "xft_full", "xft_lora", "xft_metrics", "xft_samplers", "xft_sources")
 

@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+from test_engine import RATES, dataset_loss
 
 from conftest import tiny_config, write_sentiment_data
-from test_engine import RATES, dataset_loss
 from xft_core.config import load_config
-from xft_core.training.engine import prepare, train
+from xft_core.training import prepare, train
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import tiny_config, write_sentiment_data
 from xft_core.cli.main import main
-from xft_core.training.engine import train
+from xft_core.training import train
 
 SENTENCES = {
     "en": "The weather is lovely today and the children are playing outside.",
@@ -26,7 +26,6 @@ def run_dir(tiny_model, tmp_path_factory):
     import xft_metrics
     import xft_samplers
     import xft_sources
-
     from xft_core.hooks.manager import make_plugin_manager
 
     pm = make_plugin_manager(autoload=False)
@@ -69,7 +68,8 @@ def test_matches_the_router(run_dir, capsys):
 
 def test_jsonl_file_with_languages_and_fallback(run_dir, tmp_path, capsys):
     file = tmp_path / "in.jsonl"
-    rows = [{"text": "phone good", "language": "en"}, {"text": "Buch toll", "language": "de"}, {"text": "lampe", "language": "fr"},
+    rows = [{"text": "phone good", "language": "en"}, {"text": "Buch toll", "language": "de"},
+            {"text": "lampe", "language": "fr"},
             {"text": SENTENCES["ru"]}]
     file.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     assert main(["predict", str(run_dir), "--file", str(file), "--fallback", "en", "--capacity", "2"]) == 0
@@ -108,10 +108,11 @@ def test_errors_are_clear(case, run_dir, tmp_path, monkeypatch, capsys):
 
 def test_predict_works_for_the_tagging_and_generation_heads(tiny_model, tmp_path, pm, capsys):
     """Raw text goes through each head's `input_row`: words for tagging, the source text for generation."""
-    import xft_generation
-    import xft_tagging
     from test_generation import generation_config, write_copy_data
     from test_tagging import ner_rows, tagging_config, write_tagging_data
+
+    import xft_generation
+    import xft_tagging
 
     pm.register(xft_tagging, name="xft_tagging")
     pm.register(xft_generation, name="xft_generation")

@@ -26,17 +26,34 @@ import pytest
 
 from conftest import tiny_config, write_sentiment_data
 
-httpx = pytest.importorskip("httpx")
+pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
-from xft_core.inference.server import create_app  # noqa: E402
+import httpx
+
+from xft_core.evaluation.predict import predict_rows
+from xft_core.inference.app import create_app
+from xft_core.inference.protocol import RouterLike
+
+JSON = {"content-type": "application/json"}
 
 
 # ===================================================================== in-process, with a fake router
+class _Counters:
+    def __init__(self):
+        self.forwards = 0
+
+    def as_dict(self):
+        return {"forwards": self.forwards}
+
+
 class FakeRouter:
-    """Implements the Router interface the server uses; 'scores' encode the adapter version, so a test can
-    tell which version answered. Records every call and the thread it came from."""
+    """Implements `RouterLike`, what the server uses of the Router; 'scores' encode the adapter version, so a
+    test can tell which version answered. Records every call and the thread it came from."""
+
+    capacity = 8
+    fallback = None
 
     def __init__(self, adapters=("en", "de"), delay=0.0):
         self.folders = {name: Path(f"/fake/{name}") for name in adapters}
@@ -47,7 +64,7 @@ class FakeRouter:
         self.calls: list[tuple] = []
         self.threads: set[int] = set()
         self.lock = threading.RLock()
-        self.stats = {"forwards": 0}
+        self.stats = _Counters()
 
     def _touch(self, *call):
         self.threads.add(threading.get_ident())
@@ -64,6 +81,9 @@ class FakeRouter:
 
     def adapter_version(self, name):
         return self.versions[name]
+
+    def adapter_languages(self, name):
+        return [name]
 
     def register(self, name, folder, *, pin=False):
         from xft_core.adapters import AdapterError
@@ -89,10 +109,6 @@ class FakeRouter:
         if name not in self._loaded:
             self._loaded.append(name)
 
-    def unload(self, name):
-        self._touch("unload", name)
-        self._loaded.remove(name)
-
     def pin(self, name):
         self._pinned.add(name)
 
@@ -113,7 +129,7 @@ class FakeRouter:
         with self.lock:
             self._touch("predict", len(texts))
             time.sleep(self.delay)
-            self.stats["forwards"] += 1
+            self.stats.forwards += 1
             out = []
             for text, language in zip(texts, languages):
                 if text == "boom":
@@ -155,6 +171,7 @@ def test_concurrent_requests_share_batches_and_swaps_run_between_them(tmp_path):
         second = await asyncio.gather(*(one(i) for i in range(24)), swap)
         return first, second
 
+    assert isinstance(router, RouterLike)
     first, second = asyncio.run(_with_app(app, body))
     put = second.pop()
     assert put.status_code == 200 and put.json()["version"] == 2 and put.json()["replaced"] is True
@@ -175,13 +192,14 @@ def test_errors_and_limits_in_process():
 
     async def body(client):
         r = {}
-        r["ok"] = await client.post("/v1/predict", json={"inputs": [{"text": "a", "language": "en"}, {"text": "b", "language": "xx"}, {"text": "c"}]})
+        three = [{"text": "a", "language": "en"}, {"text": "b", "language": "xx"}, {"text": "c"}]
+        r["ok"] = await client.post("/v1/predict", json={"inputs": three})
         r["rows"] = await client.post("/v1/predict", json={"inputs": [{"text": "a"}] * 5})
         r["chars"] = await client.post("/v1/predict", json={"inputs": [{"text": "a"}, {"text": "x" * 51}]})
-        r["body"] = await client.post("/v1/predict", content=json.dumps({"text": "y" * 3000}), headers={"content-type": "application/json"})
+        r["body"] = await client.post("/v1/predict", content=json.dumps({"text": "y" * 3000}), headers=JSON)
         r["chunked"] = await client.post("/v1/predict", content=_chunks([b'{"text": "', b"y" * 1500, b"z" * 1500, b'"}']),
-                                         headers={"content-type": "application/json"})
-        r["malformed"] = await client.post("/v1/predict", content=b"{not json", headers={"content-type": "application/json"})
+                                         headers=JSON)
+        r["malformed"] = await client.post("/v1/predict", content=b"{not json", headers=JSON)
         r["both"] = await client.post("/v1/predict", json={"text": "a", "inputs": [{"text": "b"}]})
         r["neither"] = await client.post("/v1/predict", json={"language": "en"})
         r["empty"] = await client.post("/v1/predict", json={"inputs": []})
@@ -201,7 +219,8 @@ def test_errors_and_limits_in_process():
     assert [p["adapter"] for p in predictions] == ["en", "__base__", "__base__"]
     assert [p["language"] for p in predictions] == ["en", "xx", "auto"], "a missing language is sent to the router as 'auto'"
     assert r["rows"].status_code == 413 and "max_request_rows=4" in r["rows"].json()["detail"]
-    assert r["chars"].status_code == 413 and "inputs[1].text" in r["chars"].json()["detail"] and "max_text_chars=50" in r["chars"].json()["detail"]
+    assert r["chars"].status_code == 413
+    assert "inputs[1].text" in r["chars"].json()["detail"] and "max_text_chars=50" in r["chars"].json()["detail"]
     assert r["body"].status_code == 413 and "2000 bytes" in r["body"].json()["detail"]
     assert r["chunked"].status_code == 413, "a body streamed without content-length is counted too"
     for key in ("malformed", "both", "neither", "empty", "extra"):
@@ -213,6 +232,7 @@ def test_errors_and_limits_in_process():
     assert r["put_no_path"].status_code == 422
     listing = r["list"].json()
     assert listing["registered"] == ["de", "en"] and listing["adapters"]["de"]["version"] == 1
+    assert listing["adapters"]["de"]["languages"] == ["de"] and listing["router_stats"] == {"forwards": 2}
     assert listing["limits"]["max_request_rows"] == 4 and "server_stats" in listing
     assert r["health"].json()["status"] == "ok"
 
@@ -250,7 +270,8 @@ def test_put_new_adapter_pin_and_delete_in_process(tmp_path):
     r = asyncio.run(_with_app(app, body))
     assert r["put"].status_code == 200, r["put"].text
     put = r["put"].json()
-    assert (put["name"], put["version"], put["replaced"], put["pinned"], put["path"]) == ("fr", 1, False, True, str(tmp_path / "fr"))
+    summary = (put["name"], put["version"], put["replaced"], put["pinned"], put["path"])
+    assert summary == ("fr", 1, False, True, str(tmp_path / "fr"))
     listing = r["list"].json()
     assert "fr" in listing["pinned"] and listing["loaded"][-1] == "fr" and listing["adapters"]["fr"]["loaded"]
     assert r["fr"].json()["predictions"][0]["adapter"] == "fr"
@@ -292,7 +313,7 @@ def adapters(tiny_model, tmp_path_factory):
 
 
 def _train_adapters(model: Path, root: Path) -> dict:
-    from xft_core.training.engine import train
+    from xft_core.training import train
 
     data = write_sentiment_data(root / "data", sizes={"en": 32, "de": 32, "ru": 32}, dev=8, vocabulary=2)
     _write_spanish(data)
@@ -331,7 +352,8 @@ def expected(adapters):
         model = attach(base, model, adapters["de"][version], f"de-v{version}")
         rows.append({"text": TEXTS["de"]})
         names.append(f"de-v{version}")
-    predictions = base.head.predict(model, base.tokenizer, rows, batch_size=16, max_length=256, adapter_names=names)
+    predictions = predict_rows(base.head, model, base.tokenizer, rows, batch_size=16, max_length=256,
+                               route={"adapter_names": names})
     scores = {name: p["scores"] for name, p in zip(names, predictions)}
     de = {1: scores["de"], 2: scores["de-v2"], 3: scores["de-v3"]}
     for a, b in ((1, 2), (2, 3), (1, 3)):
@@ -396,7 +418,8 @@ def test_hot_swap_under_concurrent_traffic_fails_nothing(server, adapters, expec
     def rows_for(thread: int, i: int) -> list[dict]:
         first = LANGUAGES[(thread + i) % 4]
         if i % 3 == 2:  # every third request carries several languages, 'de' among them
-            return [{"text": TEXTS[first], "language": first}, {"text": TEXTS["de"], "language": "de"}, {"text": TEXTS["es"], "language": "es"}]
+            return [{"text": TEXTS[first], "language": first}, {"text": TEXTS["de"], "language": "de"},
+                    {"text": TEXTS["es"], "language": "es"}]
         return [{"text": TEXTS[first], "language": first}]
 
     def client_thread(thread: int) -> None:
@@ -501,18 +524,20 @@ def test_real_server_listing_errors_and_unload(server, adapters, expected):
         assert unknown.status_code == 200, unknown.text
         p = unknown.json()["predictions"][0]
         assert (p["adapter"], p["language"], p["adapter_version"]) == ("__base__", "sw", None)
-        auto = client.post("/v1/predict", json={"inputs": [{"text": "Das Telefon ist wirklich sehr gut, ich bin zufrieden", "language": "auto"},
-                                                           {"text": "Телефон очень хороший, я доволен", "language": None}]})
+        auto = client.post("/v1/predict", json={"inputs": [
+            {"text": "Das Telefon ist wirklich sehr gut, ich bin zufrieden", "language": "auto"},
+            {"text": "Телефон очень хороший, я доволен", "language": None},
+        ]})
         assert auto.status_code == 200, auto.text
         assert [(p["language"], p["adapter"]) for p in auto.json()["predictions"]] == [("de", "de"), ("ru", "ru")]
 
-        r = client.post("/v1/predict", content=b'{"text": ', headers={"content-type": "application/json"})
+        r = client.post("/v1/predict", content=b'{"text": ', headers=JSON)
         assert r.status_code == 422
         r = client.post("/v1/predict", json={"inputs": [{"text": "a"}] * 257})
         assert r.status_code == 413 and "max_request_rows=256" in r.json()["detail"]
         r = client.post("/v1/predict", json={"text": "a" * 4097})
         assert r.status_code == 413 and "max_text_chars=4096" in r.json()["detail"]
-        r = client.post("/v1/predict", content=b'{"text": "' + b"a" * 1_100_000 + b'"}', headers={"content-type": "application/json"})
+        r = client.post("/v1/predict", content=b'{"text": "' + b"a" * 1_100_000 + b'"}', headers=JSON)
         assert r.status_code == 413 and "max_body_bytes" in r.json()["detail"]
 
         r = client.put("/v1/adapters/de", json={"path": str(adapters["foreign"])})

@@ -7,12 +7,13 @@ import random
 from pathlib import Path
 
 import pytest
+from test_engine import RATES, dataset_loss
 
 from conftest import tiny_config
-from test_engine import RATES, dataset_loss
 from xft_core.config import load_config
 from xft_core.data import DataError
-from xft_core.training.engine import prepare, train
+from xft_core.evaluation.predict import predict_rows
+from xft_core.training import prepare, train
 
 # tags decided by the word alone, so a tiny model learns them in a few steps; long words split into pieces
 LEXICON = {
@@ -24,9 +25,11 @@ LEXICON = {
            "VERB": ["διαβάζει", "ταξιδέψαμε", "κλείστε", "ανακάλυψαν"], "ADJ": ["υπέροχος", "διεθνές", "μικρά"]},
 }
 TEMPLATES = (("DET", "NOUN", "VERB"), ("DET", "ADJ", "NOUN", "VERB"), ("NOUN", "VERB", "DET", "ADJ", "NOUN"))
-PEOPLE = {"en": [["Anna", "Smith"], ["Peter"]], "de": [["Jürgen", "Müller"], ["Heike"]], "el": [["Νίκος", "Παπαδόπουλος"], ["Μαρία"]]}
+PEOPLE = {"en": [["Anna", "Smith"], ["Peter"]], "de": [["Jürgen", "Müller"], ["Heike"]],
+          "el": [["Νίκος", "Παπαδόπουλος"], ["Μαρία"]]}
 PLACES = {"en": [["New", "York"], ["London"]], "de": [["Bad", "Homburg"], ["München"]], "el": [["Νέα", "Σμύρνη"], ["Αθήνα"]]}
-FILLER = {"en": ["lives", "in", "visited", "today"], "de": ["wohnt", "in", "besuchte", "heute"], "el": ["μένει", "στην", "επισκέφθηκε", "σήμερα"]}
+FILLER = {"en": ["lives", "in", "visited", "today"], "de": ["wohnt", "in", "besuchte", "heute"],
+          "el": ["μένει", "στην", "επισκέφθηκε", "σήμερα"]}
 
 
 def pos_rows(language: str, n: int, rng: random.Random) -> list[dict]:
@@ -209,17 +212,18 @@ def test_predictions_give_one_tag_per_word_and_fallback_for_truncated_words(tiny
     head.fit_labels([{"tokens": ["a", "b", "c"], "tags": ["NOUN", "VERB", "NOUN"]}])
     model = head.build_model(folder, tokenizer)
     assert model.config.num_labels == 2 and type(model).__name__ == "BertForTokenClassification"
-    rows = [{"tokens": ["Die", "Straßenbahn", "fährt"]}, {"tokens": ["Überall", "blühen", "die", "Äpfel", "im", "Frühling", "."] * 4}]
-    full = head.predict(model, tokenizer, rows, batch_size=2, max_length=128)
+    rows = [{"tokens": ["Die", "Straßenbahn", "fährt"]},
+            {"tokens": ["Überall", "blühen", "die", "Äpfel", "im", "Frühling", "."] * 4}]
+    full = predict_rows(head, model, tokenizer, rows, batch_size=2, max_length=128)
     assert [len(p["tags"]) for p in full] == [3, 28] and full[0]["tokens"] == rows[0]["tokens"]
     assert all(t in head.labels for p in full for t in p["tags"])
-    cut = head.predict(model, tokenizer, rows, batch_size=2, max_length=8)
+    cut = predict_rows(head, model, tokenizer, rows, batch_size=2, max_length=8)
     kept = len(set(w for w in head.tokenize(rows[1:], tokenizer, 8)[1][0] if w is not None))
     assert len(cut[1]["tags"]) == 28 and cut[1]["tags"][:kept] == full[1]["tags"][:kept]
     assert cut[1]["tags"][kept:] == ["NOUN"] * (28 - kept), "words cut off get the most frequent training tag"
     last = head_for(label_subword="last")
     last.load_label_info(head.label_info())
-    assert [len(p["tags"]) for p in last.predict(model, tokenizer, rows, batch_size=2, max_length=128)] == [3, 28]
+    assert [len(p["tags"]) for p in predict_rows(last, model, tokenizer, rows, batch_size=2, max_length=128)] == [3, 28]
 
 
 # ------------------------------------------------------------------------------------------ training
@@ -258,10 +262,10 @@ def test_per_language_lora_adapters_train_and_mix_in_one_batch(family, tiny_mode
     model = run.accelerator.unwrap_model(run.model)
     rows = [r for lang in ("en", "de", "el") for r in run.dev[lang].rows[:3]]
     names = [lang for lang in ("en", "de", "el") for _ in range(3)]
-    mixed = run.head.predict(model, run.tokenizer, rows, batch_size=9, max_length=64, adapter_names=names)
+    mixed = predict_rows(run.head, model, run.tokenizer, rows, batch_size=9, max_length=64, route={"adapter_names": names})
     for language in ("en", "de", "el"):
         run.strategy.activate(model, language)
-        alone = run.head.predict(model, run.tokenizer, rows, batch_size=9, max_length=64)
+        alone = predict_rows(run.head, model, run.tokenizer, rows, batch_size=9, max_length=64)
         assert [p for p, n in zip(mixed, names) if n == language] == [p for p, n in zip(alone, names) if n == language]
 
 
@@ -278,7 +282,8 @@ def test_dev_tag_outside_the_training_tag_set_names_file_and_line(tiny_model, po
     data = tmp_path / "data"
     data.mkdir()
     (data / "en.train.jsonl").write_text((pos_data / "en.train.jsonl").read_text(encoding="utf-8"), encoding="utf-8")
-    (data / "en.dev.jsonl").write_text('{"tokens": ["the", "x"], "tags": ["DET", "NOUN"]}\n{"tokens": ["a"], "tags": ["PROPN"]}\n')
+    (data / "en.dev.jsonl").write_text('{"tokens": ["the", "x"], "tags": ["DET", "NOUN"]}\n'
+                                       '{"tokens": ["a"], "tags": ["PROPN"]}\n')
     with pytest.raises(DataError, match=r"en.dev.jsonl line 2: .*PROPN.*not one of: ADJ, DET, NOUN, VERB"):
         prepare(load_config(tagging_config(tiny_model("bert"), data, tmp_path, "lora")), pm=tpm)
 
@@ -289,8 +294,8 @@ def test_saved_adapter_reloads_onto_a_fresh_base_and_predicts_the_same(tiny_mode
     run = train(tagging_config(tiny_model("gemma3"), pos_data, tmp_path, "lora"), pm=tpm, progress=False)
     model = run.accelerator.unwrap_model(run.model)
     rows = run.dev["de"].rows
-    expected = run.head.predict(model, run.tokenizer, rows, batch_size=8, max_length=64)
+    expected = predict_rows(run.head, model, run.tokenizer, rows, batch_size=8, max_length=64)
     folder = run.adapter_dirs[run.adapter_names[0]]
     base = load_base(folder, tpm)
     loaded = attach(base, base.model, folder, "tagger")
-    assert base.head.predict(loaded, base.tokenizer, rows, batch_size=8, max_length=64) == expected
+    assert predict_rows(base.head, loaded, base.tokenizer, rows, batch_size=8, max_length=64) == expected

@@ -1,22 +1,36 @@
-"""xft: cross-lingual fine-tuning with per-language adapters, language samplers and hot-swap inference."""
+"""xft: cross-lingual fine-tuning with per-language adapters, language samplers and hot-swap inference.
+
+The Python API in one place (the CLI calls the same functions)::
+
+    import xft_core
+    run = xft_core.train("examples/reviews.yaml", training={"max_steps": 20})
+    result = xft_core.evaluate(run.paths.root, split="test")
+    router = xft_core.Router.from_run(run.paths.root)
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from xft_core.version import __version__
 
-__all__ = ["__version__", "train", "load_config"]
+__all__ = ["__version__", "Router", "evaluate", "load_config", "train"]
+
+if TYPE_CHECKING:
+    from xft_core.config import RunConfig
+    from xft_core.evaluation import Evaluation
+    from xft_core.inference.router import Router
+    from xft_core.training import Run
 
 
-def train(config: Any, **overrides: Any) -> Any:
+def train(config: Any, **overrides: Any) -> Run:
     """Fine-tune from a YAML path, a mapping or a RunConfig; keyword overrides use nested dicts.
 
     Example::
 
         run = xft_core.train("examples/reviews.yaml", training={"max_steps": 20}, name="quick")
     """
-    from xft_core.training.engine import train as _train
+    from xft_core.training import train as _train
 
     resume = bool(overrides.pop("resume", False))
     progress = bool(overrides.pop("progress", True))
@@ -24,7 +38,22 @@ def train(config: Any, **overrides: Any) -> Any:
     return _train(config, overrides=overrides or None, resume=resume, progress=progress, pm=pm)
 
 
-def load_config(source: Any, **overrides: Any) -> Any:
+def evaluate(sources: Any, data: Any = None, **options: Any) -> Evaluation:
+    """The cross-lingual transfer matrix of run folders and adapter packages, with every report (`xft eval`)."""
+    from xft_core.evaluation import evaluate as _evaluate
+
+    return _evaluate(sources, data, **options)
+
+
+def load_config(source: Any, **overrides: Any) -> RunConfig:
     from xft_core.config import load_config as _load
 
     return _load(source, overrides or None)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Router":  # imported on first use: `import xft_core` stays free of torch
+        from xft_core.inference.router import Router
+
+        return Router
+    raise AttributeError(f"module 'xft_core' has no attribute {name!r}")

@@ -15,8 +15,6 @@ import string
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
-from xft_core.models import register_gemma3_token_classification  # noqa: F401  (re-exported; lives with model loading)
-
 if TYPE_CHECKING:  # heavy imports stay out of module import time
     from transformers import PreTrainedTokenizerFast
 
@@ -233,8 +231,6 @@ def build_tiny_model(family: str, folder: str | Path, *, texts: Iterable[str] | 
         torch.manual_seed(seed)
         model = auto.from_config(config)
     model.save_pretrained(folder)
-    if family == "gemma3":
-        register_gemma3_token_classification()
     return folder
 
 
@@ -242,8 +238,6 @@ def tiny_model_cache(family: str, root: str | Path) -> Path:
     """Build `family` once into root/family and reuse it; the marker is written last, so a build that died
     half-way is redone, and the build goes to a private folder that is renamed into place (parallel-safe)."""
     target = Path(root) / family
-    if family == "gemma3":
-        register_gemma3_token_classification()
     if (target / MARKER).exists():
         return target
     tmp = Path(root) / f".{family}.tmp-{os.getpid()}"

@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-from xft_core.hooks.spec import hookimpl
-from xft_core.hooks.descriptors import TaskHeadSpec
+from xft_core.hooks import RowFields, TaskHeadSpec, hookimpl
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -28,15 +27,25 @@ class ClassificationOptions:
 
 
 class SequenceClassification:
-    required_fields: tuple[str, ...]
     metric_names = ("macro_f1", "accuracy")
+    model_kind = "sequence-classification"
 
     def __init__(self, options: ClassificationOptions):
         self.options = options
-        self.required_fields = (options.text_field, options.label_field)
+        self.fields = RowFields(text=options.text_field, pair=options.pair_field, label=options.label_field)
         self.labels: list[str] = list(options.labels)
 
+    @property
+    def required_fields(self) -> tuple[str, ...]:
+        return (self.options.text_field, self.options.label_field)
+
     # ---------------------------------------------------------------------------------------- data
+    def input_row(self, text: str) -> dict[str, Any]:
+        return {self.options.text_field: text}
+
+    def input_text(self, row: Mapping[str, Any]) -> str:
+        return str(row.get(self.options.text_field, ""))
+
     def validate_row(self, row: Mapping[str, Any]) -> str | None:
         o = self.options
         for key in (o.text_field, o.label_field):
@@ -116,40 +125,23 @@ class SequenceClassification:
         found = [n for n in ("classifier", "score") if n in names]
         return found
 
-    def lora_task_type(self) -> str | None:
-        return "SEQ_CLS"
-
     # ---------------------------------------------------------------------------------- prediction
-    def predict(self, model, tokenizer, rows, *, batch_size: int, max_length: int, adapter_names=None) -> list[dict]:
+    def predict_batch(self, model, tokenizer, rows, *, max_length: int, **forward_kwargs) -> list[dict]:
         import torch
 
-        model_was_training = model.training
-        model.eval()
-        results: list[dict] = []
+        batch = self.collate(self.encode(rows, tokenizer, max_length), tokenizer)
+        batch.pop("labels", None)
         device = next(model.parameters()).device
-        try:
-            for start in range(0, len(rows), batch_size):
-                chunk = rows[start : start + batch_size]
-                batch = self.collate(self.encode(chunk, tokenizer, max_length), tokenizer)
-                batch.pop("labels", None)
-                batch = {k: v.to(device) for k, v in batch.items()}
-                kwargs = {}
-                if adapter_names is not None:
-                    kwargs["adapter_names"] = list(adapter_names[start : start + batch_size])
-                with torch.no_grad():
-                    logits = model(**batch, **kwargs).logits.float()
-                probabilities = torch.softmax(logits, dim=-1).cpu()
-                for row_logits, row_probs in zip(logits.cpu(), probabilities):
-                    best = int(row_probs.argmax())
-                    results.append(
-                        {
-                            "label": self.labels[best],
-                            "scores": {label: float(p) for label, p in zip(self.labels, row_probs)},
-                            "logits": [float(x) for x in row_logits],
-                        }
-                    )
-        finally:
-            model.train(model_was_training)
+        logits = model(**{k: v.to(device) for k, v in batch.items()}, **forward_kwargs).logits.float().cpu()
+        probabilities = torch.softmax(logits, dim=-1)
+        results = []
+        for row_logits, row_probs in zip(logits, probabilities):
+            best = int(row_probs.argmax())
+            results.append({
+                "label": self.labels[best],
+                "scores": {label: float(p) for label, p in zip(self.labels, row_probs)},
+                "logits": [float(x) for x in row_logits],
+            })
         return results
 
     def metric_inputs(self, predictions, rows) -> tuple[list, list]:

@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from xft_core.hooks.spec import hookimpl
-from xft_core.hooks.descriptors import ROW_LANGUAGE, TaskHeadSpec
+from xft_core.hooks import ROW_LANGUAGE, RowFields, TaskHeadSpec, hookimpl
 from xft_generation.languages import LANGUAGE_NAMES, language_name
 
 __all__ = ["CausalLM", "GenerationOptions", "LANGUAGE_NAMES", "Seq2Seq", "language_name"]
@@ -52,11 +51,6 @@ class GenerationOptions:
     num_beams: int = 1
     stop_strings: tuple[str, ...] = ()  # generated text is cut at the first of these (for example "\n")
 
-    @property
-    def text_field(self) -> str:
-        """The input text's field under the name the router and the data checks look for."""
-        return self.source_field
-
     def __post_init__(self):
         object.__setattr__(self, "stop_strings", tuple(self.stop_strings))
         if self.max_new_tokens <= 0:
@@ -79,17 +73,27 @@ class GenerationOptions:
 class _TextToText:
     """What both heads share: rows, prompts, language names, metrics."""
 
-    kind = "causal-lm"
+    model_kind = "causal-lm"
     metric_names = ("chrf", "bleu")
 
     def __init__(self, options: GenerationOptions):
         self.options = options
-        self.required_fields = (options.source_field, options.target_field)
-        self.template = TEMPLATES[self.kind].get(options.template, options.template)
+        self.fields = RowFields(text=options.source_field, target=options.target_field)
+        self.template = TEMPLATES[self.model_kind].get(options.template, options.template)
         self.template_fields = {name for _, name, _, _ in string.Formatter().parse(self.template) if name}
         self._derived = {"source", "source_language", "target_language"}
 
+    @property
+    def required_fields(self) -> tuple[str, ...]:
+        return (self.options.source_field, self.options.target_field)
+
     # ---------------------------------------------------------------------------------------- data
+    def input_row(self, text: str) -> dict[str, Any]:
+        return {self.options.source_field: text}
+
+    def input_text(self, row: Mapping[str, Any]) -> str:
+        return str(row.get(self.options.source_field, ""))
+
     def validate_row(self, row: Mapping[str, Any]) -> str | None:
         for key in self.required_fields:
             if key not in row:
@@ -158,32 +162,17 @@ class _TextToText:
         )
         return config
 
-    def _generate(self, model: Any, tokenizer: Any, rows: Sequence[Mapping[str, Any]], *, batch_size: int,
-                  max_length: int, adapter_names: Sequence[str] | None) -> list[dict]:
-        import torch
-
-        was_training = model.training
-        model.eval()
+    def predict_batch(self, model: Any, tokenizer: Any, rows: Sequence[Mapping[str, Any]], *, max_length: int,
+                      **forward_kwargs: Any) -> list[dict]:
+        """{"text": generated text} per row, greedy (or beam) decoding."""
         device = next(model.parameters()).device
-        config = self.generation_config(model, tokenizer)
-        results: list[dict] = []
-        try:
-            for start in range(0, len(rows), batch_size):
-                chunk = rows[start : start + batch_size]
-                batch = self.generation_inputs(chunk, tokenizer, max_length)
-                batch = {k: v.to(device) for k, v in batch.items()}
-                kwargs = {}
-                if adapter_names is not None:
-                    kwargs["adapter_names"] = list(adapter_names[start : start + batch_size])
-                if self.options.stop_strings:
-                    kwargs["stopping_criteria"] = _stop_after_text(tokenizer, self.options.stop_strings, self.generated_from(batch))
-                with torch.no_grad():
-                    output = model.generate(**batch, generation_config=config, **kwargs)
-                for text in tokenizer.batch_decode(output[:, self.generated_from(batch) :], skip_special_tokens=True):
-                    results.append({"text": self.finish(text)})
-        finally:
-            model.train(was_training)
-        return results
+        batch = {k: v.to(device) for k, v in self.generation_inputs(rows, tokenizer, max_length).items()}
+        if self.options.stop_strings:
+            forward_kwargs["stopping_criteria"] = _stop_after_text(tokenizer, self.options.stop_strings,
+                                                                   self.generated_from(batch))
+        output = model.generate(**batch, generation_config=self.generation_config(model, tokenizer), **forward_kwargs)
+        texts = tokenizer.batch_decode(output[:, self.generated_from(batch) :], skip_special_tokens=True)
+        return [{"text": self.finish(text)} for text in texts]
 
 
 def _stop_after_text(tokenizer: Any, stops: Sequence[str], start_at: int) -> Any:
@@ -223,7 +212,7 @@ def _fit_prompt(ids: list[int], room: int, bos: int | None) -> list[int]:
 class CausalLM(_TextToText):
     """Decoder-only generation: the prompt is context, only the target (plus EOS) is learned."""
 
-    kind = "causal-lm"
+    model_kind = "causal-lm"
 
     def build_model(self, model_path: Path, tokenizer: Any) -> Any:
         from transformers import AutoModelForCausalLM
@@ -232,9 +221,6 @@ class CausalLM(_TextToText):
         if getattr(model.config, "pad_token_id", None) is None and tokenizer.pad_token_id is not None:
             model.config.pad_token_id = tokenizer.pad_token_id
         return model
-
-    def lora_task_type(self) -> str | None:
-        return "CAUSAL_LM"
 
     def prompt_ids(self, rows: Sequence[Mapping[str, Any]], tokenizer: Any) -> list[list[int]]:
         return tokenizer([self.prompt(r) for r in rows], add_special_tokens=True)["input_ids"]
@@ -276,23 +262,17 @@ class CausalLM(_TextToText):
         """Where generated tokens start in `generate`'s output: after the (left-padded) prompt."""
         return batch["input_ids"].shape[1]
 
-    def predict(self, model, tokenizer, rows, *, batch_size: int, max_length: int, adapter_names=None) -> list[dict]:
-        return self._generate(model, tokenizer, rows, batch_size=batch_size, max_length=max_length, adapter_names=adapter_names)
-
 
 # --------------------------------------------------------------------------------------------- seq2seq
 class Seq2Seq(_TextToText):
     """Encoder-decoder generation: the prompt goes to the encoder, the target (ending in EOS) is the label."""
 
-    kind = "seq2seq"
+    model_kind = "seq2seq"
 
     def build_model(self, model_path: Path, tokenizer: Any) -> Any:
         from transformers import AutoModelForSeq2SeqLM
 
         return AutoModelForSeq2SeqLM.from_pretrained(model_path)
-
-    def lora_task_type(self) -> str | None:
-        return "SEQ_2_SEQ_LM"
 
     def _ids(self, texts: list[str], tokenizer: Any, max_length: int) -> list[list[int]]:
         eos = tokenizer.eos_token_id
@@ -324,9 +304,6 @@ class Seq2Seq(_TextToText):
 
     def generated_from(self, batch: Mapping[str, Any]) -> int:
         return 0  # the decoder's output holds only its start token (special, skipped) and generated tokens
-
-    def predict(self, model, tokenizer, rows, *, batch_size: int, max_length: int, adapter_names=None) -> list[dict]:
-        return self._generate(model, tokenizer, rows, batch_size=batch_size, max_length=max_length, adapter_names=adapter_names)
 
 
 @hookimpl

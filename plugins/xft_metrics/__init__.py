@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from xft_core.hooks.spec import hookimpl
-from xft_core.hooks.descriptors import MetricSpec
+from xft_core.hooks import MetricSpec, hookimpl
 
 
 def accuracy(predictions: Sequence, references: Sequence) -> float:
@@ -53,9 +52,9 @@ def bleu(predictions: Sequence[str], references: Sequence[str]) -> float:
 
 @hookimpl
 def xft_metrics():
-    yield MetricSpec(name="accuracy", compute=accuracy, task_kinds=("classification",), description="Share of exact matches.")
-    yield MetricSpec(name="macro_f1", compute=macro_f1, task_kinds=("classification",), description="Mean F1 over classes.")
-    yield MetricSpec(name="entity_f1", compute=entity_f1, task_kinds=("tagging",), description="seqeval entity-level F1 (BIO/IOB2).")
-    yield MetricSpec(name="token_accuracy", compute=token_accuracy, task_kinds=("tagging",), description="Share of words tagged right.")
-    yield MetricSpec(name="chrf", compute=chrf, task_kinds=("generation",), description="sacrebleu chrF.")
-    yield MetricSpec(name="bleu", compute=bleu, task_kinds=("generation",), description="sacrebleu BLEU.")
+    yield MetricSpec(name="accuracy", compute=accuracy, description="Share of exact matches.")
+    yield MetricSpec(name="macro_f1", compute=macro_f1, description="Mean F1 over classes.")
+    yield MetricSpec(name="entity_f1", compute=entity_f1, description="seqeval entity-level F1 (BIO/IOB2).")
+    yield MetricSpec(name="token_accuracy", compute=token_accuracy, description="Share of words tagged right.")
+    yield MetricSpec(name="chrf", compute=chrf, description="sacrebleu chrF.")
+    yield MetricSpec(name="bleu", compute=bleu, description="sacrebleu BLEU.")

@@ -10,9 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
-from xft_core.hooks.spec import hookimpl
-from xft_core.hooks.sampling import ProbabilitySampler, proportions
-from xft_core.hooks.descriptors import SamplerSpec
+from xft_core.hooks import ProbabilitySampler, SamplerSpec, hookimpl, proportions
 
 
 @dataclass(frozen=True, kw_only=True)

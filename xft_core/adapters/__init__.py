@@ -1,6 +1,15 @@
 """Adapter packages on disk: the strategy's files plus xft's manifest, written atomically, checked on load."""
 
-from xft_core.adapters.package import (  # noqa: F401
-    HEAD_FILE, MANIFEST, AdapterError, Base, Manifest, attach, base_fingerprint, check_compatible, head_from_manifest,
-    load_base, save_package, strategy_from_manifest,
+from xft_core.adapters.manifest import MANIFEST, AdapterError, Manifest, base_fingerprint
+from xft_core.adapters.package import (
+    Base,
+    attach,
+    check_compatible,
+    head_from_manifest,
+    load_base,
+    save_package,
+    strategy_from_manifest,
 )
+
+__all__ = ["MANIFEST", "AdapterError", "Base", "Manifest", "attach", "base_fingerprint", "check_compatible",
+           "head_from_manifest", "load_base", "save_package", "strategy_from_manifest"]

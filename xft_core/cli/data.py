@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from xft_core.data.checks import KINDS, MIN_LANGID_CHARS, Report
+from xft_core.hooks import CommandSpec, hookimpl
+from xft_core.util.console import print_line
 
 SHORT = {  # column headers for the per-language issue table
     "empty": "empty",
@@ -26,6 +28,11 @@ SHORT = {  # column headers for the per-language issue table
 }
 
 
+@hookimpl
+def xft_commands():
+    yield CommandSpec(name="data", register=register, description="inspect data sets (xft data check)")
+
+
 def register(subparsers: Any) -> None:
     data = subparsers.add_parser("data", help="inspect data sets (xft data check)", description="Inspect data sets.")
     data_sub = data.add_subparsers(dest="data_command", metavar="COMMAND")
@@ -39,6 +46,9 @@ def register(subparsers: Any) -> None:
         "every one is in the JSON file with its file and line.",
     )
     p.add_argument("data", metavar="DATA", help="a data folder or file (the layouts `data.path` accepts), or a run config (YAML)")
+    p.add_argument("--task", metavar="NAME",
+                   help="the task head whose fields to check (default: a config's task, else the first installed head, "
+                        "in name order, that accepts the rows; `xft plugins` lists them)")
     p.add_argument("--split", action="extend", nargs="+", metavar="S", help="only these splits (default: all)")
     p.add_argument("--languages", metavar="A,B", help="only these languages, comma-separated ('en' also finds 'eng')")
     p.add_argument("--model", metavar="REF", help="count tokens with this model's tokenizer (any reference `xft train` accepts)")
@@ -53,67 +63,74 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=cmd_data_check)
 
 
-def load(source: str) -> tuple[Any, Any, list[str], int | None]:
-    """(DataSet, task options or None, the config's languages, the config's max_length) for a data path or config."""
+def load(source: str, task: str | None, pm: Any) -> tuple[Any, str | None, Any, list[str], int | None]:
+    """(DataSet, task name or None, task head or None, the config's languages, the config's max_length) for a data
+    path or a run config. Without a config or --task, the head is chosen once the data is narrowed down."""
     from xft_core.data import discover
+    from xft_core.data.checks import task_head
 
     path = Path(source)
-    if path.suffix.lower() in (".yaml", ".yml"):
-        from xft_core.config import load_config
+    if path.suffix.lower() not in (".yaml", ".yml"):
+        return discover(path), task, task_head(pm, task, config_key="--task") if task else None, [], None
+    from xft_core.config import load_config
+    from xft_core.data.loading import dataset_from_config
 
-        config = load_config(path)
-        d = config.data
-        languages = list(dict.fromkeys([*d.train_languages, *d.eval_languages]))
-        return discover(d.path, d.files, d.language_field), dict(config.task_options), languages, config.training.max_length
-    return discover(path), None, [], None
+    config = load_config(path)
+    name = task or config.task
+    head = task_head(pm, name, config.task_options if name == config.task else {}, config_key="--task" if task else "task")
+    languages = list(dict.fromkeys([*config.data.train_languages, *config.data.eval_languages]))
+    return dataset_from_config(config.data), name, head, languages, config.training.max_length
 
 
 def cmd_data_check(args: argparse.Namespace) -> int:
     import time
 
-    from rich.console import Console
-
     from xft_core.data import DataError
-    from xft_core.data.checks import check, default_detector, fields_for, subset
-    from xft_core.util.files import atomic_write_json
+    from xft_core.data.checks import check, head_for_rows, language_detector, subset
     from xft_core.hooks.manager import get_plugin_manager
+    from xft_core.util.console import console as make_console
+    from xft_core.util.files import atomic_write_json
 
-    console, status = Console(), Console(stderr=True)
+    console, status = make_console(), make_console(stderr=True)
     started = time.perf_counter()
-    data, options, config_languages, config_max_length = load(args.data)
+    pm = get_plugin_manager()
+    data, task, head, config_languages, config_max_length = load(args.data, args.task, pm)
     languages = [x.strip() for x in args.languages.split(",") if x.strip()] if args.languages else config_languages
     data = subset(data, args.split, languages)
     if not data.splits:
         raise DataError(f"{args.data}: no rows to check")
     if not 0 <= args.near_threshold <= 1:
         raise DataError(f"--near-threshold must be between 0 and 1, got {args.near_threshold}")
-    fields = fields_for((row for by in data.splits.values() for part in by.values() for row in part.rows[:5]), options)
+    if head is None:
+        task, head = head_for_rows(pm, data)
     tokenizer, max_length = None, args.max_length or config_max_length or 128
     if args.model:
         from xft_core.models import load_tokenizer, quiet_transformers, resolve_model
 
         quiet_transformers()
         with status.status(f"loading the tokenizer of {args.model}"):
-            tokenizer = load_tokenizer(resolve_model(args.model, get_plugin_manager()))
+            tokenizer = load_tokenizer(resolve_model(args.model, pm))
     elif args.max_length:
-        status.print("[yellow]--max-length needs --model (the tokenizer that counts tokens); token lengths not checked[/]")
+        print_line(status, "--max-length needs --model (the tokenizer that counts tokens); token lengths not checked")
+    detector = None if args.no_langid else language_detector(pm)
+    if not args.no_langid and detector is None:
+        print_line(status, "language ID skipped: no installed plugin answers xft_language_scores or xft_detect_language "
+                           "(the built-in xft_langid needs py3langid: pip install py3langid)")
     with status.status("checking") as spinner:
         report = check(
             data,
-            fields=fields,
+            fields=head.fields,
             tokenizer=tokenizer,
             max_length=max_length,
             near_threshold=args.near_threshold or None,
-            detector=None if args.no_langid else default_detector(get_plugin_manager()),
+            detector=detector,
             progress=lambda step: spinner.update(f"checking: {step}"),
         )
-    if not args.no_langid and report.detector is None:
-        status.print("[yellow]py3langid is not installed (pip install py3langid): language ID skipped[/]")
     report.seconds["total"] = time.perf_counter() - started
-    render(report, console, source=args.data, examples=args.examples)
+    render(report, console, source=args.data, examples=args.examples, task=task)
     out = Path(args.json)
-    atomic_write_json(out, {"data": str(Path(args.data).resolve()), **report.to_dict()})
-    console.print(f"every finding: [bold]{out.resolve()}[/]")
+    atomic_write_json(out, {"data": str(Path(args.data).resolve()), "task": task, **report.to_dict()})
+    print_line(console, f"every finding: {out.resolve()}")
     return 0
 
 
@@ -126,20 +143,23 @@ def _name(file: str) -> str:
     return Path(file).name
 
 
-def render(report: Report, console: Any, *, source: str = "", examples: int = 5) -> None:
+def render(report: Report, console: Any, *, source: str = "", examples: int = 5, task: str | None = None) -> None:
+    """Tables may use the terminal's width; every line that names a file and line is printed whole."""
     from rich.table import Table
 
     splits = list(dict.fromkeys(p.split for p in report.parts))
     languages = sorted({p.language for p in report.parts})
     by = {(p.language, p.split): p for p in report.parts}
     rows = sum(p.rows for p in report.parts)
-    console.print(
-        f"[bold]xft data check[/] {source}: {len(languages)} language(s), splits {', '.join(splits)}, {rows:,} rows; "
-        f"text field '{report.fields.text}'" + (f" + '{report.fields.pair}'" if report.fields.pair else "")
+    second = report.fields.pair or report.fields.target
+    print_line(
+        console,
+        f"xft data check {source}: {len(languages)} language(s), splits {', '.join(splits)}, {rows:,} rows; "
+        + (f"task head '{task}': " if task else "") + f"text field '{report.fields.text}'" + (f" + '{second}'" if second else ""),
     )
     if report.parallel:
-        console.print("parallel data (same rows and labels line by line in every language): "
-                      "rows repeated across languages are expected, not flagged")
+        print_line(console, "parallel data (same rows and labels line by line in every language): "
+                            "rows repeated across languages are expected, not flagged")
 
     # rows and labels per language
     label_kind = "labels" if report.fields.label else "tags" if report.fields.tags else None
@@ -166,7 +186,7 @@ def render(report: Report, console: Any, *, source: str = "", examples: int = 5)
     console.print(table)
 
     if label_kind == "labels" and 1 < len(union) <= 50:
-        totals = {s: Counter() for s in splits}
+        totals: dict[str, Counter[str]] = {s: Counter() for s in splits}
         for p in report.parts:
             totals[p.split].update(p.labels)
         table = Table(title="Labels, all languages")
@@ -214,10 +234,11 @@ def render(report: Report, console: Any, *, source: str = "", examples: int = 5)
             note += f", {short:,} not judged (shorter than {MIN_LANGID_CHARS} characters or no answer)"
         if unknown:
             note += f"; not checkable (unknown to the detector): {', '.join(unknown)}"
-        console.print(note)
+        print_line(console, note)
     if report.seconds:
         steps = ", ".join(f"{k} {v:.1f} s" for k, v in report.seconds.items() if k != "total")
-        console.print(f"checked {rows:,} rows in {report.seconds.get('total', sum(report.seconds.values())):.1f} s ({steps})")
+        print_line(console, f"checked {rows:,} rows in "
+                            f"{report.seconds.get('total', sum(report.seconds.values())):.1f} s ({steps})")
 
 
 def _clip(text: str, n: int) -> str:
@@ -225,18 +246,14 @@ def _clip(text: str, n: int) -> str:
 
 
 def _examples(report: Report, kind: str, console: Any, n: int) -> None:
-    from rich.table import Table
-
+    """The first `n` findings of one kind, one whole line each (file:line, what it repeats or what was found, text)."""
     found = report.of(kind)
     if not n or not found:
         return
-    table = Table(title=f"{KINDS[kind]}: first {min(n, len(found))} of {len(found):,}", show_lines=False)
-    table.add_column("file:line", no_wrap=True)
-    table.add_column("of" if found[0].other else "detail")
-    table.add_column("text", min_width=30)
+    print_line(console, f"{KINDS[kind]}: first {min(n, len(found))} of {len(found):,}")
     for f in found[:n]:
         if f.other:
-            detail = f"{_name(f.other['file'])}:{f.other['line']}"
+            detail = f"of {_name(f.other['file'])}:{f.other['line']}"
             if "similarity" in f.detail:
                 detail += f" ({f.detail['similarity']:.2f})"
             if "label" in f.detail:
@@ -248,6 +265,5 @@ def _examples(report: Report, kind: str, console: Any, n: int) -> None:
         elif "tokens" in f.detail:
             detail = f"{f.detail['tokens']} tokens"
         else:
-            detail = ", ".join(f.detail.get("fields", []))
-        table.add_row(f"{_name(f.file)}:{f.line}", detail, _clip(f.text, 90))
-    console.print(table)
+            detail = "empty: " + ", ".join(f.detail.get("fields", []))
+        print_line(console, f"  {_name(f.file)}:{f.line}  {detail}  {_clip(f.text, 90)!r}")

@@ -14,9 +14,15 @@ from pathlib import Path
 from typing import Any, Iterable, TextIO
 
 from xft_core.adapters import AdapterError
+from xft_core.hooks import CommandSpec, hookimpl
 
 # fields of a router prediction that stay out of the command's output
 _HIDDEN = ("logits", "adapter_version", "language", "adapter")
+
+
+@hookimpl
+def xft_commands():
+    yield CommandSpec(name="predict", register=register, description="predict with a run's adapters")
 
 
 def register(subparsers: Any) -> None:
@@ -61,7 +67,8 @@ def parse_lines(lines: Iterable[str], source: str) -> list[dict[str, Any]]:
         try:
             row = json.loads(line)
         except ValueError as exc:
-            raise AdapterError(f"{source} line {number}: not valid JSON ({exc.msg}); JSON Lines input needs one object per line") from None
+            raise AdapterError(f"{source} line {number}: not valid JSON ({exc.msg}); "
+                               "JSON Lines input needs one object per line") from None
         if not isinstance(row, dict) or not isinstance(row.get("text"), str):
             raise AdapterError(f'{source} line {number}: needs a "text" field holding a string')
         rows.append(row)
@@ -80,7 +87,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
                              precision=args.precision)
     languages = [row.get("language") or args.language for row in rows]
     # whole rows go in, so JSON Lines can carry a second text (`text_pair`) for pair classification
-    inputs = [{**router.row_from_text(row["text"]), **{k: v for k, v in row.items() if k not in ("text", "language")}} for row in rows]
+    inputs = [{**router.row_from_text(row["text"]), **{k: v for k, v in row.items() if k not in ("text", "language")}}
+              for row in rows]
     predictions = router.predict(inputs, languages)
     out = sys.stdout
     for row, prediction in zip(rows, predictions):

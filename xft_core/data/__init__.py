@@ -1,5 +1,12 @@
 """Per-language data: readers for `<lang>.<split>` files, validation with file and line, data checks."""
 
 from xft_core.data.readers import (  # noqa: F401
-    EXTENSIONS, DataError, DataSet, Split, discover, read_rows, select, validate,
+    EXTENSIONS,
+    DataError,
+    DataSet,
+    Split,
+    discover,
+    read_rows,
+    select,
+    validate,
 )

@@ -88,7 +88,8 @@ def read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             reader = csv.DictReader(handle, delimiter="\t" if suffix == "tsv" else ",")
             for row in reader:
                 if None in row:
-                    raise DataError(f"{path} line {reader.line_num}: more columns than the header ({', '.join(reader.fieldnames or [])})")
+                    raise DataError(f"{path} line {reader.line_num}: more columns than the header "
+                                    f"({', '.join(reader.fieldnames or [])})")
                 yield reader.line_num, dict(row)
     else:
         raise DataError(f"{path}: unsupported file type '.{suffix}'. Use one of: {', '.join(EXTENSIONS)}")
@@ -146,7 +147,8 @@ def _read_into(data: DataSet, file: Path, *, split: str | None, language: str | 
         if row_language is None:
             row_language = row.pop(language_field, None)
             if not row_language:
-                raise DataError(f"{file} line {number}: missing field '{language_field}' (the file name does not say the language)")
+                raise DataError(f"{file} line {number}: missing field '{language_field}' "
+                                "(the file name does not say the language)")
         row_split = split or row.pop("split", None) or "train"
         data.add(str(row_language), str(row_split), row, (str(file), number))
 
@@ -170,7 +172,8 @@ def select(data: DataSet, split: str, languages: list[str], limit: int = 0, *, r
         if part is None:
             if required:
                 raise DataError(
-                    f"No '{split}' data for language '{language}'. Languages with {split} data: {', '.join(available) or '(none)'}"
+                    f"No '{split}' data for language '{language}'. "
+                    f"Languages with {split} data: {', '.join(available) or '(none)'}"
                 )
             continue
         if limit and len(part) > limit:

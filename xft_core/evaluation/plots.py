@@ -1,5 +1,4 @@
-"""Rendering a transfer matrix and a run's log: report files (JSON, CSV, Markdown, heatmap PNG), the
-terminal table, and training curves.
+"""Figures: the transfer-matrix heatmap and a run's training curves.
 
 matplotlib is imported inside the functions and used through `Figure` objects (Agg canvas, no pyplot), so
 importing this module is free and drawing never touches a global backend or an open window.
@@ -7,135 +6,24 @@ importing this module is free and drawing never touches a global backend or an o
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, Sequence
 
+from xft_core.util.runfiles import METRICS, read_metrics_log
+
 SUMMARY = (("average", "average"), ("transfer", "transfer"))  # (summary key, column label) drawn after a gap
 
 
-# ------------------------------------------------------------------------------------------ report files
-def _fmt(value: float | None, scale: float) -> str:
+def fmt(value: float | None, scale: float) -> str:
+    """A cell: one decimal for metrics on a 0-100 scale, three for 0-1; '-' for none."""
     if value is None or math.isnan(value):
         return "-"
     return f"{value:.1f}" if scale > 1.5 else f"{value:.3f}"
 
 
-def _scale(matrix: Any, metric: str) -> float:
+def value_scale(matrix: Any, metric: str) -> float:
     return max((abs(v) for row in matrix.values(metric) for v in row if v is not None and not math.isnan(v)), default=1.0)
-
-
-SUMMARY_COLUMNS = ("average", "in_language", "transfer", "transfer_gap", "vs_zero_shot")
-HEADERS = {"average": "average", "in_language": "in-language", "transfer": "transfer", "transfer_gap": "transfer gap",
-           "vs_zero_shot": "vs zero-shot"}
-
-
-def write_reports(matrix: Any, folder: str | Path, *, metric: str | None = None) -> dict[str, Path]:
-    """report/transfer.json, .csv, .md and the heatmap .png (of `metric`, default the primary); returns the paths."""
-    import csv
-    import io
-
-    from xft_core.util.files import atomic_write_json, atomic_write_text
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    metric = metric or matrix.primary
-    paths = {k: folder / f"transfer.{k}" for k in ("json", "csv", "md", "png")}
-    atomic_write_json(paths["json"], matrix.to_dict())
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["row", "kind", "training_languages", "metric", *matrix.languages, *SUMMARY_COLUMNS])
-    for name in matrix.metric_names:
-        summary = matrix.summary(name)
-        for row, values in zip(matrix.rows, matrix.values(name)):
-            writer.writerow([row.label, row.kind, " ".join(row.sources), name,
-                             *["" if v is None or math.isnan(v) else repr(v) for v in values],
-                             *["" if summary[row.label][c] is None else repr(summary[row.label][c]) for c in SUMMARY_COLUMNS]])
-    atomic_write_text(paths["csv"], buffer.getvalue())
-    atomic_write_text(paths["md"], markdown(matrix, metric))
-    transfer_heatmap(matrix, paths["png"], metric=metric)
-    return paths
-
-
-def markdown(matrix: Any, metric: str | None = None) -> str:
-    metric = metric or matrix.primary
-    reference = matrix.reference()
-    counts = ", ".join(f"{l} {n}" for l, n in matrix.examples.items())
-    lines = [f"# Cross-lingual transfer: {matrix.task} on the {matrix.split} split", "",
-             f"Base model: `{matrix.base_model}`. Examples per language: {counts}.", "",
-             "Cells marked * are languages the row's adapter was trained on; **bold** is the best row of each column.", ""]
-    for name in [metric] + [m for m in matrix.metric_names if m != metric]:
-        lines += [f"## {name}{' (primary)' if name == metric else ''}", "", *_markdown_table(matrix, name), ""]
-    lines += ["## How the summary columns are computed", ""]
-    from xft_core.evaluation.matrix import DEFINITIONS
-
-    lines += [f"- **{HEADERS[k]}**: {v}." for k, v in DEFINITIONS.items()]
-    lines.append(f"- reference row: {reference.label if reference else 'none (no row trained on exactly one language, no base row)'}.")
-    if any(not matrix.greater_is_better.get(m, True) for m in matrix.metric_names):
-        lines.append("- lower is better for: " + ", ".join(m for m in matrix.metric_names if not matrix.greater_is_better.get(m, True)) + ".")
-    if matrix.notes:
-        lines += ["", "## Notes", "", *[f"- {n}" for n in matrix.notes]]
-    return "\n".join(lines) + "\n"
-
-
-def _markdown_table(matrix: Any, metric: str) -> list[str]:
-    scale, summary, values = _scale(matrix, metric), matrix.summary(metric), matrix.values(metric)
-    higher = matrix.greater_is_better.get(metric, True)
-    best = []
-    for j in range(len(matrix.languages)):
-        column = [v[j] for v in values if v[j] is not None and not math.isnan(v[j])]
-        varies = len(set(column)) > 1
-        best.append((max if higher else min)(column) if varies else None)
-    header = ["adapter \\ language", *matrix.languages, *[HEADERS[c] for c in SUMMARY_COLUMNS]]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" + "---:|" * (len(header) - 1)]
-    for row, row_values in zip(matrix.rows, values):
-        cells = []
-        for language, value, top in zip(matrix.languages, row_values, best):
-            text = _fmt(value, scale) + ("*" if language in row.sources and row.kind == "adapter" else "")
-            cells.append(f"**{text}**" if value is not None and value == top and len(matrix.rows) > 1 else text)
-        cells += [_fmt(summary[row.label][c], scale) for c in SUMMARY_COLUMNS]
-        lines.append("| " + " | ".join([row.label.replace("|", "\\|"), *cells]) + " |")
-    return lines
-
-
-def print_table(matrix: Any, console: Any = None, *, metric: str | None = None) -> None:
-    """Rows x languages of one metric with the summary columns; languages become rows when it would not fit."""
-    from rich.console import Console
-    from rich.table import Table
-
-    console = console or Console()
-    metric = metric or matrix.primary
-    scale, summary, values = _scale(matrix, metric), matrix.summary(metric), matrix.values(metric)
-    title = f"{metric} on {matrix.split} ({matrix.task})"
-    shown = ("average", "transfer", "transfer_gap", "vs_zero_shot")
-    label_width = max(len(r.label) for r in matrix.rows) + 4
-    if label_width + 9 * len(matrix.languages) + 14 * len(shown) <= console.width:
-        table = Table(title=title, caption="underlined: the row's training languages")
-        table.add_column("adapter \\ language")
-        for column in [*matrix.languages, *shown]:
-            table.add_column(HEADERS.get(column, column), justify="right", style="bold" if column == "average" else None)
-        for row, row_values in zip(matrix.rows, values):
-            cells = [_styled(v, scale, l in row.sources and row.kind == "adapter") for l, v in zip(matrix.languages, row_values)]
-            table.add_row(row.label, *cells, *[_fmt(summary[row.label][c], scale) for c in shown])
-    else:  # many languages: one line per language, one column per adapter
-        table = Table(title=title + " (languages as rows)", caption="underlined: the row's training languages")
-        table.add_column("language")
-        for row in matrix.rows:
-            table.add_column(row.label, justify="right")
-        for j, language in enumerate(matrix.languages):
-            table.add_row(language, *[_styled(values[i][j], scale, language in r.sources and r.kind == "adapter") for i, r in enumerate(matrix.rows)])
-        table.add_section()
-        for c in shown:
-            table.add_row(HEADERS[c], *[_fmt(summary[r.label][c], scale) for r in matrix.rows], style="bold")
-    console.print(table)
-    for note in matrix.notes:
-        console.print(f"[dim]note: {note}[/]", highlight=False)
-
-
-def _styled(value: float | None, scale: float, own: bool) -> str:
-    text = _fmt(value, scale)
-    return f"[underline]{text}[/]" if own else text
 
 
 # ----------------------------------------------------------------------------------------------- figures
@@ -183,7 +71,7 @@ def transfer_heatmap(matrix: Any, out_png: str | Path, *, metric: str | None = N
     cell_w = 0.6 if show_values else 0.3
     cell_h = 0.48 if show_values else 0.4
     width = max(7.5, 0.08 * label_chars + cell_w * n_cols + 0.62 * len(SUMMARY) + 1.6)
-    height = max(2.8, cell_h * n_rows + 2.0 + 0.07 * max(len(l) for l in languages))
+    height = max(2.8, cell_h * n_rows + 2.0 + 0.07 * max(len(lang) for lang in languages))
     figure = _figure(width, height)
     grid_ax, side_ax = figure.subplots(1, 2, sharey=True, width_ratios=[max(n_cols * cell_w, 0.9), 0.62 * len(SUMMARY)])
     figure.get_layout_engine().set(wspace=0.02, w_pad=0.05)
@@ -209,7 +97,7 @@ def transfer_heatmap(matrix: Any, out_png: str | Path, *, metric: str | None = N
 
     grid_ax.set_yticks(range(n_rows), [r.label for r in matrix.rows])
     grid_ax.set_xticks(range(n_cols), languages)
-    rotate = n_cols > 8 or max(len(l) for l in languages) > 5
+    rotate = n_cols > 8 or max(len(lang) for lang in languages) > 5
     if rotate:
         grid_ax.tick_params(axis="x", labelrotation=60 if n_cols > 20 else 45)
         for tick in grid_ax.get_xticklabels():
@@ -228,7 +116,8 @@ def transfer_heatmap(matrix: Any, out_png: str | Path, *, metric: str | None = N
     figure.suptitle(f"Cross-lingual transfer: {metric} on {matrix.split} ({matrix.task})", fontsize=11, x=0.02, ha="left")
     grid_ax.set_title(f"red box: trained on that language · transfer: mean over the others · {direction}",
                       fontsize=8, loc="left", color="#444444")
-    bar = figure.colorbar(image, ax=[grid_ax, side_ax], fraction=0.04 if n_cols > 10 else 0.06, pad=0.02, aspect=max(8, 4 * n_rows))
+    bar = figure.colorbar(image, ax=[grid_ax, side_ax], fraction=0.04 if n_cols > 10 else 0.06, pad=0.02,
+                          aspect=max(8, 4 * n_rows))
     bar.set_label(metric)
     bar.outline.set_visible(False)
     return _save(figure, out_png)
@@ -255,15 +144,12 @@ def _smooth(values: Sequence[float], window: int) -> list[float]:
 
 def read_metrics(run_dir: str | Path) -> tuple[list[tuple[int, float]], dict[str, list[tuple[int, dict[str, float]]]]]:
     """(step, loss) pairs and, per language, (step, dev metrics) from a run's metrics.jsonl."""
-    path = Path(run_dir) / "metrics.jsonl"
+    path = Path(run_dir) / METRICS
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no metrics log (is {run_dir} an xft run folder?)")
     losses: list[tuple[int, float]] = []
     evals: dict[str, list[tuple[int, dict[str, float]]]] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        record = json.loads(line)
+    for record in read_metrics_log(path):
         if "loss" in record:
             losses.append((int(record["step"]), float(record["loss"])))
         for language, metrics in (record.get("eval") or {}).items():
@@ -287,7 +173,8 @@ def training_curves(run_dir: str | Path, out_png: str | Path, *, metric: str | N
     if losses:
         steps, values = zip(*losses)
         window = max(1, len(values) // 20)
-        loss_ax.plot(steps, values, color="#9ecae1" if window > 1 else "#08519c", linewidth=1 if window > 1 else 1.5, label="loss")
+        loss_ax.plot(steps, values, color="#9ecae1" if window > 1 else "#08519c", linewidth=1 if window > 1 else 1.5,
+                     label="loss")
         if window > 1:
             loss_ax.plot(steps, _smooth(values, window), color="#08519c", linewidth=2, label=f"mean of {window} steps")
             loss_ax.legend(fontsize=8)

@@ -1,0 +1,27 @@
+"""The API that plugins import: hook markers, descriptors, protocols and the helpers a plugin needs.
+
+Built-in plugins use nothing else from xft_core (import-linter checks it), so a third-party plugin can do
+whatever a built-in one does.
+"""
+
+from xft_core.hooks.descriptors import (
+    KINDS,
+    SINGULAR,
+    CommandSpec,
+    MetricSpec,
+    ModelSourceSpec,
+    NoOptions,
+    SamplerSpec,
+    StrategySpec,
+    TaskHeadSpec,
+)
+from xft_core.hooks.manager import PluginConflictError, PluginError
+from xft_core.hooks.protocols import BASE_ADAPTER, ROW_LANGUAGE, LanguageSampler, ModelKind, RowFields, Strategy, TaskHead
+from xft_core.hooks.sampling import ProbabilitySampler, proportions
+from xft_core.hooks.spec import hookimpl, hookspec
+
+__all__ = [
+    "BASE_ADAPTER", "KINDS", "ROW_LANGUAGE", "SINGULAR", "CommandSpec", "LanguageSampler", "MetricSpec", "ModelKind",
+    "ModelSourceSpec", "NoOptions", "PluginConflictError", "PluginError", "ProbabilitySampler", "RowFields", "SamplerSpec",
+    "Strategy", "StrategySpec", "TaskHead", "TaskHeadSpec", "hookimpl", "hookspec", "proportions",
+]

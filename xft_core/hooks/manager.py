@@ -28,9 +28,17 @@ class PluginConflictError(PluginError):
     """Two plugins declare the same name for the same kind of thing."""
 
 
-def make_plugin_manager(*, autoload: bool | None = None, blocked: Iterable[str] | None = None) -> pluggy.PluginManager:
+class XftPluginManager(pluggy.PluginManager):
+    """pluggy's manager, remembering which distribution each entry-point plugin came from (for messages)."""
+
+    def __init__(self) -> None:
+        super().__init__(hookspecs.PROJECT)
+        self.distributions: dict[str, tuple[str, str]] = {}  # plugin name -> (distribution, version)
+
+
+def make_plugin_manager(*, autoload: bool | None = None, blocked: Iterable[str] | None = None) -> XftPluginManager:
     """A fresh manager with the xft hookspecs, entry points of group "xft" loaded unless autoload is off."""
-    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm = XftPluginManager()
     pm.add_hookspecs(hookspecs)
     if autoload is None:
         autoload = os.environ.get("XFT_DISABLE_PLUGIN_AUTOLOAD", "") in ("", "0", "false")
@@ -48,16 +56,15 @@ def make_plugin_manager(*, autoload: bool | None = None, blocked: Iterable[str] 
                 raise PluginError(f"Plugin '{ep.name}' ({dist}, {ep.value}) failed to import: {exc}") from exc
             pm.register(plugin, name=ep.name)
             if ep.dist is not None:
-                pm._xft_dists = getattr(pm, "_xft_dists", {})  # type: ignore[attr-defined]
-                pm._xft_dists[ep.name] = (ep.dist.name, ep.dist.version)  # type: ignore[attr-defined]
+                pm.distributions[ep.name] = (ep.dist.name, ep.dist.version)
     pm.check_pending()
     return pm
 
 
-_default: pluggy.PluginManager | None = None
+_default: XftPluginManager | None = None
 
 
-def get_plugin_manager() -> pluggy.PluginManager:
+def get_plugin_manager() -> XftPluginManager:
     """The process-wide manager, built on first use (never at import time)."""
     global _default
     if _default is None:
@@ -72,7 +79,9 @@ class Provided:
 
 
 def plugin_distribution(pm: pluggy.PluginManager, plugin_name: str) -> tuple[str, str]:
-    return getattr(pm, "_xft_dists", {}).get(plugin_name, ("registered in code", ""))
+    """(distribution, version) of an entry-point plugin; plugins registered in code have none."""
+    distributions = pm.distributions if isinstance(pm, XftPluginManager) else {}
+    return distributions.get(plugin_name, ("registered in code", ""))
 
 
 def collect(pm: pluggy.PluginManager, kind: str) -> dict[str, Provided]:
@@ -86,7 +95,8 @@ def collect(pm: pluggy.PluginManager, kind: str) -> dict[str, Provided]:
         result = impl.function()
         for spec in result or ():
             if not isinstance(spec, KINDS[kind]):
-                raise PluginError(f"Plugin '{plugin_name}' yielded {type(spec).__name__} from xft_{kind}; expected {KINDS[kind].__name__}")
+                raise PluginError(f"Plugin '{plugin_name}' yielded {type(spec).__name__} from xft_{kind}; "
+                                  f"expected {KINDS[kind].__name__}")
             if spec.name in found:
                 other = found[spec.name].plugin
                 raise PluginConflictError(

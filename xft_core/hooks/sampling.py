@@ -27,6 +27,9 @@ class ProbabilitySampler:
     def probabilities(self) -> dict[str, float]:
         return {k: float(q) for k, q in zip(self.languages, self._q)}
 
+    def set_progress(self, done: float) -> None:
+        """Fixed probabilities: the share of training done changes nothing (schedules override this)."""
+
     def next_language(self) -> str:
         self.draws += 1
         return self.languages[int(self._rng.choice(len(self.languages), p=self._q))]

@@ -1,3 +1,5 @@
+# mypy: disable-error-code="empty-body"
+# (hookspecs are signature-only declarations: pluggy reads their names and argument names and never calls them)
 """Every xft extension point, in one place.
 
 Registration hooks yield descriptor dataclasses from `xft_core.hooks.descriptors`; names are unique across installed
@@ -89,7 +91,7 @@ def xft_metrics() -> Iterable[MetricSpec]:
 
 @hookspec
 def xft_commands() -> Iterable[CommandSpec]:
-    """Declare extra `xft` sub-commands.
+    """Declare `xft` sub-commands; xft's own commands are declared through this hook too.
 
     Example::
 
@@ -164,11 +166,26 @@ def xft_after_train(run: Any) -> None:
 # ---------------------------------------------------------------------------------- one-answer questions
 @hookspec(firstresult=True)
 def xft_detect_language(text: str, candidates: list[str] | None) -> str | None:
-    """Return the language code of `text` (restricted to `candidates` when given), or None to pass.
+    """Return the language code of `text` (restricted to `candidates` when given, and spelled as they are),
+    or None to pass. The router asks this for rows sent with `language: auto`.
 
     Example::
 
         @hookimpl
         def xft_detect_language(text, candidates):
             return "de" if "ß" in text else None
+    """
+
+
+@hookspec(firstresult=True)
+def xft_language_scores(text: str) -> dict[str, float] | None:
+    """Return the probability of every language the detector knows for `text` (codes in any ISO 639 form,
+    summing to about 1), or None to pass. The data check asks this to tell a row in a wrong language (another
+    language clearly likelier, its own nearly ruled out) from a close call.
+
+    Example::
+
+        @hookimpl
+        def xft_language_scores(text):
+            return {"de": 0.9, "nl": 0.1} if "ß" in text else None
     """

@@ -2,18 +2,19 @@
 
 Why this shape:
 - The base model is the expensive part; adapters are small. So the base loads once and adapters come and go
-  on it through peft (`load_adapter` / `delete_adapter`).
-- Rows of different languages share ONE forward pass through peft's `adapter_names=[...]` (each LoRA layer
-  applies every row's own delta), so a mixed batch costs about what a single-adapter batch costs. Strategies
-  that cannot mix rows (DoRA: `mixed_batch` False) are run one adapter group at a time instead.
-- At most `capacity` adapters are loaded; the least recently used one is evicted and really freed
-  (`delete_adapter`, drop every reference, a garbage-collector pass, the accelerator's cache emptied; peft
-  issues #738, #957, #1639 are users finding memory that never came back). Pinned adapters are never evicted.
-- `replace` loads the new version under a fresh peft name first and only then switches the name over and
-  deletes the old weights, so a failed load leaves the old version answering, and every prediction carries
+  on it through the strategy that saved them (`attach` / `detach`; for LoRA, peft's load and delete).
+- Rows of different languages share ONE forward pass when the strategy can route rows (`Strategy.route`; for
+  LoRA, peft's `adapter_names=[...]`: each LoRA layer applies every row's own delta), so a mixed batch costs
+  about what a single-adapter batch costs. Strategies that cannot mix rows (DoRA, BitFit: `mixed_batch`
+  False) are run one adapter group at a time instead.
+- At most `capacity` adapters are loaded; the least recently used one is evicted and really freed (`detach`,
+  drop every reference, a garbage-collector pass, the accelerator's cache emptied; peft issues #738, #957,
+  #1639 are users finding memory that never came back). Pinned adapters are never evicted.
+- `replace` loads the new version under a fresh slot name first and only then switches the name over and
+  detaches the old weights, so a failed load leaves the old version answering, and every prediction carries
   the `adapter_version` that produced it.
 - One re-entrant lock covers every model mutation and every forward: a server calls `predict` and
-  `replace` from worker threads, and peft's adapter dictionaries are not safe to change mid-forward.
+  `replace` from worker threads, and adapter registries are not safe to change mid-forward.
 
 Packages are validated eagerly at `register` / `replace` (manifest, base fingerprint, task, labels, no pickle
 files, a strategy that can stack onto a shared base) and checked again when their weights load.
@@ -27,57 +28,17 @@ import threading
 import time
 import warnings
 from collections import OrderedDict
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from xft_core.hooks.descriptors import ROW_LANGUAGE
-from xft_core.adapters import MANIFEST, AdapterError, Base, Manifest
+from xft_core.adapters import AdapterError, Base
+from xft_core.evaluation.predict import predict_rows
+from xft_core.hooks import BASE_ADAPTER, ROW_LANGUAGE, Strategy
+from xft_core.inference.packages import Package, RouterStats, find_packages, routes_for
 
-BASE = "__base__"  # peft's name for "no adapter" in `adapter_names`
+BASE = BASE_ADAPTER  # per-row adapter name for "the bare base model"
 AUTO = "auto"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")  # peft adapter names become module keys: no dots
-
-
-@dataclass
-class RouterStats:
-    hits: int = 0  # an adapter a request needed was already loaded
-    misses: int = 0  # it had to be loaded from disk
-    evictions: int = 0
-    loads: int = 0
-    load_seconds: float = 0.0
-    forwards: int = 0  # forward passes (a mixed-language batch is one)
-    rows: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
-class _Package:
-    folder: Path
-    manifest: Manifest
-    version: int
-    mixed_batch: bool
-
-
-def find_packages(path: str | Path) -> dict[str, Path]:
-    """Adapter packages under a run folder (`run/adapters/*`), an adapters folder, or one package folder.
-
-    Names are the folder names (for a run, the languages or "multilingual")."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such folder (give a run folder, its adapters/ folder, or one adapter package)")
-    if not path.is_dir():
-        raise AdapterError(f"{path}: not a folder (give a run folder, its adapters/ folder, or one adapter package)")
-    if (path / MANIFEST).is_file():
-        return {path.name: path}
-    for parent in (path / "adapters", path):
-        if parent.is_dir():
-            found = {p.name: p for p in sorted(parent.iterdir()) if p.is_dir() and (p / MANIFEST).is_file()}
-            if found:
-                return found
-    raise AdapterError(f"{path}: holds no xft adapter package (a folder with {MANIFEST}), neither itself nor under adapters/")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")  # adapter names may become module keys: no dots
 
 
 class Router:
@@ -103,22 +64,24 @@ class Router:
         else:
             self.base = load_base(Path(base_package_or_model), pm or get_plugin_manager(), model=model, device=device)
         self.pm = self.base.pm
+        self.model: Any = self.base.model  # the base, or the strategy's model carrying the loaded adapters
+        self.strategy: Strategy | None = None  # built from the first package; every package must share its name
+        self._strategy_name = ""
         self.capacity = capacity
         self.fallback = fallback
         self.batch_size = batch_size
         self.max_length = max_length
         # "bf16"/"fp16": forwards under autocast (bf16 runs several times faster on CPUs with native bf16);
         # "no" keeps full precision, identical to plain peft; "auto" picks bf16 where supported
-        from xft_core.training.engine import precision_for
+        from xft_core.util.precision import resolve_precision
 
-        self.precision = precision_for(precision, cpu=device in (None, "cpu"))
+        self.precision = resolve_precision(precision, next(self.base.model.parameters()).device)
         self.stats = RouterStats()
         self._lock = threading.RLock()
-        self._packages: dict[str, _Package] = {}
-        self._loaded: OrderedDict[str, str] = OrderedDict()  # name -> peft adapter name, least recent first
+        self._packages: dict[str, Package] = {}
+        self._loaded: OrderedDict[str, str] = OrderedDict()  # name -> slot name on the model, least recent first
         self._pinned: set[str] = set()
         self._routes: dict[str, str] = {}  # language -> adapter name
-        self._peft: Any = None  # the PeftModel once an adapter is loaded; None while the base runs bare
 
     @classmethod
     def from_run(cls, run_dir: str | Path, **kwargs: Any) -> "Router":
@@ -141,7 +104,7 @@ class Router:
                 raise AdapterError(f"adapter '{name}' is already registered; use replace('{name}', folder) for a new version")
             package = self._validate(Path(folder), version=1)
             self._packages[name] = package
-            self._routes = _routes_for(self._packages)
+            self._routes = routes_for(self._packages)
         if pin:
             self.pin(name)
 
@@ -152,7 +115,7 @@ class Router:
             if name in self._loaded:
                 self._delete(self._loaded.pop(name))
             del self._packages[name]
-            self._routes = _routes_for(self._packages)
+            self._routes = routes_for(self._packages)
 
     def registered(self) -> dict[str, Path]:
         with self._lock:
@@ -188,7 +151,8 @@ class Router:
         with self._lock:
             self._package(name)
             if name not in self._pinned and len(self._pinned) >= self.capacity:
-                raise AdapterError(f"cannot pin '{name}': all {self.capacity} cache slots are pinned ({', '.join(sorted(self._pinned))})")
+                raise AdapterError(f"cannot pin '{name}': all {self.capacity} cache slots are pinned "
+                                   f"({', '.join(sorted(self._pinned))})")
             self._ensure([name])
             self._pinned.add(name)
 
@@ -211,14 +175,14 @@ class Router:
             old = self._package(name)
             package = self._validate(Path(folder), version=old.version + 1)
             if name in self._loaded:
-                fresh = self._peft_name(name, package.version)
+                fresh = self._slot(name, package.version)
                 self._attach(package.folder, fresh)  # the old version keeps answering if this fails
                 previous = self._loaded[name]
                 self._packages[name], self._loaded[name] = package, fresh
                 self._delete(previous)
             else:
                 self._packages[name] = package
-            self._routes = _routes_for(self._packages)
+            self._routes = routes_for(self._packages)
             return package.version
 
     # ---------------------------------------------------------------------------------- predict
@@ -258,17 +222,11 @@ class Router:
 
     # ---------------------------------------------------------------------------------- internals
     def row_from_text(self, text: str) -> dict[str, Any]:
-        """The task head's input row for a plain text (a head may define `input_row`, e.g. words for tagging)."""
-        build = getattr(self.base.head, "input_row", None)
-        return dict(build(text)) if build else {self._text_field: text}
+        """The task head's input row for a plain text (words for tagging, a source for generation)."""
+        return dict(self.base.head.input_row(text))
 
     def _text_of(self, row: Mapping[str, Any]) -> str:
-        read = getattr(self.base.head, "input_text", None)
-        return str(read(row)) if read else str(row.get(self._text_field, ""))
-
-    @property
-    def _text_field(self) -> str:
-        return getattr(getattr(self.base.head, "options", None), "text_field", "text")
+        return str(self.base.head.input_text(row))
 
     @staticmethod
     def _per_row(value: Any, n: int, what: str) -> list[Any]:
@@ -279,14 +237,14 @@ class Router:
             raise ValueError(f"{what}: got {len(value)} values for {n} texts")
         return value
 
-    def _package(self, name: str) -> _Package:
+    def _package(self, name: str) -> Package:
         try:
             return self._packages[name]
         except KeyError:
             known = ", ".join(sorted(self._packages)) or "none"
             raise AdapterError(f"unknown adapter '{name}' (registered: {known})") from None
 
-    def _validate(self, folder: Path, *, version: int) -> _Package:
+    def _validate(self, folder: Path, *, version: int) -> Package:
         from xft_core.adapters import check_compatible, strategy_from_manifest
 
         if not folder.is_dir():
@@ -296,7 +254,12 @@ class Router:
         if not spec.stackable:
             raise AdapterError(f"{folder}: strategy '{spec.name}' saves whole models, which cannot be hot-swapped on one "
                                "shared base; serve it with its own process, or train with a stackable strategy such as lora")
-        return _Package(folder, manifest, version, bool(getattr(strategy, "mixed_batch", spec.mixed_batch)))
+        if self.strategy is None:
+            self.strategy, self._strategy_name = strategy, spec.name
+        elif spec.name != self._strategy_name:
+            raise AdapterError(f"{folder}: strategy '{spec.name}' differs from the '{self._strategy_name}' packages this router "
+                               "serves; one router serves packages of one strategy")
+        return Package(folder, manifest, version, bool(strategy.mixed_batch))
 
     def _route(self, language: str | None) -> str:
         if language is not None:
@@ -342,9 +305,9 @@ class Router:
             self.stats.misses += 1
             while len(self._loaded) >= self.capacity:
                 self._evict(protect=set(names))
-            peft_name = self._peft_name(name, package.version)
-            self._attach(package.folder, peft_name)
-            self._loaded[name] = peft_name
+            slot = self._slot(name, package.version)
+            self._attach(package.folder, slot)
+            self._loaded[name] = slot
 
     def _evict(self, protect: set[str]) -> None:
         for name in self._loaded:
@@ -356,42 +319,33 @@ class Router:
                            "raise capacity or unpin one")
 
     @staticmethod
-    def _peft_name(name: str, version: int) -> str:
+    def _slot(name: str, version: int) -> str:
         return f"{name}__v{version}"  # fresh per version, so old and new can be loaded side by side in `replace`
 
-    def _attach(self, folder: Path, peft_name: str) -> None:
-        from xft_core.adapters import attach
+    def _attach(self, folder: Path, slot: str) -> None:
+        from xft_core.adapters import check_compatible
 
+        assert self.strategy is not None  # set by the first registered package
         started = time.perf_counter()
-        model = self._peft if self._peft is not None else self.base.model
+        check_compatible(self.base, folder)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            self._peft = attach(self.base, model, folder, peft_name)
-        self._peft.eval()
+            self.model = self.strategy.attach(self.model, folder, slot, self.base.head)
+        self.model.eval()
         self.stats.loads += 1
         self.stats.load_seconds += time.perf_counter() - started
 
-    def _delete(self, peft_name: str) -> None:
+    def _delete(self, slot: str) -> None:
         """Remove one adapter's weights from the model and let the memory go."""
-        peft = self._peft
+        assert self.strategy is not None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "adapter X was active, setting Y active" is expected here
-            peft.delete_adapter(peft_name)
-            if not peft.peft_config:
-                # peft cannot load into or run a PeftModel without adapters: unwrap back to the bare base
-                peft.unload()
-                if hasattr(self.base.model, "peft_config"):
-                    del self.base.model.peft_config
-                self._peft = None
-            elif peft.active_adapter not in peft.peft_config:
-                peft.set_adapter(next(iter(peft.peft_config)), inference_mode=True)
-        unwrapped = self._peft is None
-        del peft
-        # peft 0.21 holds no reference cycles through a deleted LoRA adapter, so reference counting frees its
+            self.model = self.strategy.detach(self.model, slot)
+        # For LoRA, peft 0.21 holds no reference cycles through a deleted adapter, so reference counting frees its
         # tensors at once (tests/test_router.py checks this with weak references); a young-generation pass
         # catches small cycles for ~1 ms, where a full collection costs 0.1-0.3 s in a process holding torch
-        # and transformers, too much to pay per eviction. Unwrapping the PeftModel (rare) gets the full one.
-        gc.collect() if unwrapped else gc.collect(1)
+        # and transformers, too much to pay per eviction. Unloading the last adapter (rare) gets the full one.
+        gc.collect() if not self._loaded else gc.collect(1)
         if next(self.base.model.parameters()).device.type == "cuda":
             import torch
 
@@ -411,60 +365,32 @@ class Router:
         return outputs  # type: ignore[return-value]
 
     def _run(self, rows: list[dict], names: list[str]) -> list[dict]:
-        """Forward `rows`, each through its adapter, in the router's precision."""
-        if self.precision not in ("bf16", "fp16"):
-            return self._forward(rows, names)
-        import torch
-
-        device = next(self.base.model.parameters()).device.type
-        with torch.autocast(device, dtype=torch.bfloat16 if self.precision == "bf16" else torch.float16):
-            return self._forward(rows, names)
-
-    def _forward(self, rows: list[dict], names: list[str]) -> list[dict]:
         """Forward `rows`, each through its adapter: one pass when they can mix, else one per adapter."""
         distinct = set(names)
-        kwargs = dict(batch_size=self.batch_size, max_length=self.max_length)
-        head, tokenizer = self.base.head, self.base.tokenizer
         mixable = all(self._packages[n].mixed_batch for n in distinct - {BASE})
         if len(distinct) == 1 or mixable:
             self.stats.forwards += -(-len(rows) // self.batch_size)
             self.stats.rows += len(rows)
-        if self._peft is None:  # nothing loaded: only base rows can be here
-            return head.predict(self.base.model, tokenizer, rows, **kwargs)
+        if not self._loaded:  # nothing attached: only base rows can be here
+            return self._predict(self.model, rows)
+        assert self.strategy is not None
         if len(distinct) == 1:
             (only,) = distinct
             if only == BASE:
-                with self._peft.disable_adapter():
-                    return head.predict(self._peft, tokenizer, rows, **kwargs)
-            peft_name = self._loaded[only]
-            if self._peft.active_adapter != peft_name:
-                self._peft.set_adapter(peft_name, inference_mode=True)
-            return head.predict(self._peft, tokenizer, rows, **kwargs)
+                with self.strategy.base_only(self.model):
+                    return self._predict(self.model, rows)
+            self.strategy.activate(self.model, self._loaded[only])
+            return self._predict(self.model, rows)
         if mixable:
-            adapter_names = [BASE if n == BASE else self._loaded[n] for n in names]
-            return head.predict(self._peft, tokenizer, rows, adapter_names=adapter_names, **kwargs)
+            slots = [BASE if n == BASE else self._loaded[n] for n in names]
+            return self._predict(self.model, rows, route=self.strategy.route(self.model, slots))
         outputs: list[dict | None] = [None] * len(rows)
         for name in distinct:
             index = [i for i, n in enumerate(names) if n == name]
-            for i, output in zip(index, self._forward([rows[i] for i in index], [name] * len(index))):
+            for i, output in zip(index, self._run([rows[i] for i in index], [name] * len(index))):
                 outputs[i] = output
         return outputs  # type: ignore[return-value]
 
-
-def _routes_for(packages: Mapping[str, _Package]) -> dict[str, str]:
-    """Language -> adapter. A single-language package beats a multilingual one covering the language; among
-    several single-language packages for one language, the one named after it wins, else the first registered
-    (the others, say a candidate `de-v2` next to `de`, answer when named per row with `adapters=[...]`)."""
-    routes: dict[str, str] = {}
-    for single in (False, True):
-        claimed: dict[str, str] = {}
-        for name, package in packages.items():
-            languages = package.manifest.languages
-            if (len(languages) == 1) != single:
-                continue
-            for language in languages:
-                if language not in claimed or name == language:
-                    claimed[language] = name
-        routes.update(claimed)
-    return routes
-
+    def _predict(self, model: Any, rows: list[dict], route: dict[str, list[Any]] | None = None) -> list[dict]:
+        return predict_rows(self.base.head, model, self.base.tokenizer, rows, batch_size=self.batch_size,
+                            max_length=self.max_length, route=route, precision=self.precision)

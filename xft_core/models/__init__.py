@@ -1,5 +1,8 @@
 """Base models: a reference from the config resolved to a local Hugging Face folder through the model-source hook."""
 
 from xft_core.models.resolve import (  # noqa: F401
-    cache_dir, load_tokenizer, quiet_transformers, register_gemma3_token_classification, resolve_model,
+    cache_dir,
+    load_tokenizer,
+    quiet_transformers,
+    resolve_model,
 )

@@ -42,11 +42,10 @@ def save_checkpoint(run: Any, optimizer: Any, scheduler: Any, extra: Mapping[str
             "step": run.step,
             "scheduler": scheduler.state_dict(),
             "sampler": run.sampler.state_dict(),
-            "streams": {k: s.state_dict() for k, s in run.streams.items()},  # type: ignore[attr-defined]
+            "streams": {k: s.state_dict() for k, s in run.streams.items()},
             "python_random": _jsonable(random.getstate()),
             "numpy_random": _jsonable(np.random.get_state()),
             "best": run.best,
-            "history_len": len(run.history),
             **extra,
         }
         atomic_write_json(tmp / "state.json", state)
@@ -117,7 +116,7 @@ def load_checkpoint(run: Any, path: Path, optimizer: Any, scheduler: Any) -> dic
     scheduler.load_state_dict(state["scheduler"])
     run.sampler.load_state_dict(state["sampler"])
     for language, stream_state in state["streams"].items():
-        run.streams[language].load_state_dict(stream_state)  # type: ignore[attr-defined]
+        run.streams[language].load_state_dict(stream_state)
     rng = load_file(str(path / "rng.safetensors"))
     torch.set_rng_state(rng["torch"])
     if torch.cuda.is_available():

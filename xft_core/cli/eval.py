@@ -1,0 +1,56 @@
+"""`xft eval`: the cross-lingual transfer matrix of runs and adapter packages, with reports."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from xft_core.hooks import CommandSpec, hookimpl
+
+
+@hookimpl
+def xft_commands():
+    yield CommandSpec(name="eval", register=register, description="transfer matrix: every adapter on every language")
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from xft_core.evaluation import evaluate, print_table
+    from xft_core.util.console import console as make_console
+
+    languages = [lang.strip() for lang in args.languages.split(",") if lang.strip()] if args.languages else None
+    result = evaluate(args.sources, args.data, out=args.out, metric=args.metric, languages=languages, split=args.split,
+                      include_base=args.base, each_adapter=args.each_adapter, max_examples=args.max_examples,
+                      batch_size=args.batch_size, max_length=args.max_length, device=args.device, precision=args.precision,
+                      progress=not args.no_progress)
+    console = make_console()
+    print_table(result.matrix, console, metric=args.metric)
+    for kind, path in result.paths.items():
+        console.print(f"{kind}: {path}", highlight=False)
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "eval", help="transfer matrix: every adapter on every language, with reports",
+        description="Evaluate adapters (rows) on every language (columns) and write report/transfer.{json,csv,md,png}.",
+    )
+    p.add_argument("sources", nargs="+", metavar="RUN_OR_ADAPTER",
+                   help="run folders (runs/<name>) and/or adapter package folders")
+    p.add_argument("--data", help="data folder or file (default: the first run's config data.path)")
+    p.add_argument("--languages", help="comma-separated evaluation languages (default: every language with the split)")
+    p.add_argument("--split", help="data split to evaluate (default: the config's data.test_split, 'test')")
+    p.add_argument("--metric", help="metric of the heatmap, Markdown order and terminal table (default: the head's primary)")
+    p.add_argument("--out", help="report folder (default: <first run>/report)")
+    p.add_argument("--max-examples", type=int, default=0, metavar="N", help="at most N examples per language (0: all)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-length", type=int, default=None, help="tokens per example (default: the run's training.max_length)")
+    p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+    p.add_argument("--precision", choices=["auto", "no", "bf16", "fp16"],
+                   help="autocast for the forwards (default: the run's training.precision; auto = bf16 where supported)")
+    base = p.add_mutually_exclusive_group()
+    base.add_argument("--no-base", dest="base", action="store_const", const=False, help="no zero-shot base row")
+    base.add_argument("--base", dest="base", action="store_const", const=True,
+                      help="add the base row even for heads with untrained weights (classification)")
+    p.add_argument("--each-adapter", action="store_true", help="per-language runs: one row per adapter besides the combined row")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_eval, base="auto")

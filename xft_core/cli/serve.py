@@ -1,0 +1,75 @@
+"""`xft serve`: a run's adapters over HTTP, hot-swapped at run time, with dynamic batching across requests.
+
+The app is `xft_core.inference.app.create_app`; this module only builds the router and starts uvicorn.
+fastapi, uvicorn and the model load inside `cmd_serve`, so `xft --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from xft_core.hooks import CommandSpec, hookimpl
+
+
+@hookimpl
+def xft_commands():
+    yield CommandSpec(name="serve", register=register, description="serve adapters over HTTP with hot-swap and dynamic batching")
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "serve",
+        help="serve adapters over HTTP with hot-swap and dynamic batching",
+        description=(
+            "Serve a run's per-language adapters over HTTP: POST /v1/predict, GET/PUT/DELETE /v1/adapters, GET /healthz. "
+            "Concurrent requests are batched together across languages; adapters load, swap and unload at run time."
+        ),
+    )
+    p.add_argument("target", metavar="RUN_OR_ADAPTERS",
+                   help="a run folder (runs/<name>), its adapters/ folder, or one adapter package")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 exposes it to the network)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--capacity", type=int, default=8, help="adapters held in memory at once (LRU eviction; pinned ones stay)")
+    p.add_argument("--precision", default="no", choices=["no", "auto", "bf16", "fp16"],
+                   help="forward precision: no (exact, default), auto (bf16 where supported: faster on CPUs with native bf16)")
+    p.add_argument("--fallback", default=None, metavar="NAME",
+                   help="adapter for languages without their own (default: the base model)")
+    p.add_argument("--device", default=None, help="torch device for the model, e.g. cuda:0 (default: the router's choice)")
+    # the limits' defaults are create_app's, written out here so that building the parser imports no fastapi
+    p.add_argument("--max-batch", type=int, default=64, help="most rows run in one forward pass across requests")
+    p.add_argument("--max-wait-ms", type=float, default=5, help="longest a request waits for others to share its batch")
+    p.add_argument("--max-request-rows", type=int, default=256, help="most inputs in one request (413 above)")
+    p.add_argument("--max-text-chars", type=int, default=4096, help="longest text accepted (413 above)")
+    p.add_argument("--max-body-bytes", type=int, default=1_000_000, help="largest request body (413 above)")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=False, help="log every request")
+    p.set_defaults(func=cmd_serve)
+
+
+def build_router(target: str | Path, *, capacity: int = 8, fallback: str | None = None, device: str | None = None,
+                 precision: str = "no") -> Any:
+    """A Router over a run folder (its adapters/*), a folder of adapter packages, or one package."""
+    from xft_core.inference.router import Router
+
+    return Router.from_run(Path(target).expanduser(), capacity=capacity, fallback=fallback, device=device, precision=precision)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from xft_core.inference.app import create_app
+
+    router = build_router(args.target, capacity=args.capacity, fallback=args.fallback, device=args.device,
+                          precision=args.precision)
+    app = create_app(
+        router,
+        max_batch=args.max_batch,
+        max_wait_ms=args.max_wait_ms,
+        max_request_rows=args.max_request_rows,
+        max_text_chars=args.max_text_chars,
+        max_body_bytes=args.max_body_bytes,
+    )
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=args.access_log)
+    return 0

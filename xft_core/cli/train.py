@@ -1,0 +1,55 @@
+"""`xft train`: fine-tune from a YAML config, with `--set` overrides and `--resume`."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from xft_core.hooks import CommandSpec, hookimpl
+from xft_core.util.console import console
+
+
+@hookimpl
+def xft_commands():
+    yield CommandSpec(name="train", register=register, description="fine-tune from a YAML config")
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("train", help="fine-tune from a YAML config", description="Fine-tune from a YAML config.")
+    p.add_argument("config", help="path to the run config (YAML)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set training.max_steps=50 (repeatable)")
+    p.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint in the run folder")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from xft_core.config import parse_overrides
+    from xft_core.training import train
+
+    run = train(args.config, overrides=parse_overrides(args.set), resume=args.resume, progress=not args.no_progress)
+    if not run.accelerator.is_main_process:
+        return 0
+    out = console()
+    table = Table(title=f"xft run '{run.config.name}': {run.step} steps, {run.examples_per_second:.1f} examples/s, "
+                        f"{run.wall_seconds:.0f} s")
+    table.add_column("language")
+    names = list(run.head.metric_names)
+    for name in names:
+        table.add_column(name, justify="right")
+    table.add_column("examples drawn", justify="right")
+    for language in sorted(set(run.metrics) | set(run.sampler.counts)):
+        metrics = run.metrics.get(language, {})
+        table.add_row(
+            language,
+            *[f"{metrics[n]:.4f}" if n in metrics else "-" for n in names],
+            str(run.sampler.counts.get(language, 0)),
+        )
+    out.print(table)
+    for name, folder in run.adapter_dirs.items():
+        out.print(f"adapter [bold]{name}[/]: {folder}")
+    out.print(f"run folder: {run.paths.root}")
+    return 0

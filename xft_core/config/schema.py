@@ -1,0 +1,101 @@
+"""The run configuration's sections as typed, frozen dataclasses, checked in `__post_init__`.
+
+Every key a user may write is a field here, with its default and a comment; `xft_core.config.load` builds these
+from YAML and `--set` overrides, naming the key and the valid choices when a value is wrong.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+
+class ConfigError(ValueError):
+    """A config file, key or value is wrong; the message says where and what is valid."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataConfig:
+    path: str = ""  # folder of <lang>.<split>.{jsonl,csv,tsv}, or one file with a `language` column
+    files: dict[str, dict[str, str]] = field(default_factory=dict)  # explicit {split: {language: file}}
+    rows: dict[str, dict[str, list]] = field(default_factory=dict)  # inline {split: {language: [row, ...]}}
+    train_languages: list[str] = field(default_factory=list)  # empty: every language with a train file
+    eval_languages: list[str] = field(default_factory=list)  # empty: the train languages
+    train_split: str = "train"
+    dev_split: str = "dev"
+    test_split: str = "test"
+    language_field: str = "language"
+    max_train_examples: int = 0  # per language; 0 = all
+    max_eval_examples: int = 0  # per language and split; 0 = all
+
+    def __post_init__(self):
+        if not self.path and not self.files and not self.rows:
+            raise ConfigError(
+                "data: set `data.path` (a folder or file), `data.files` ({split: {language: file}}) "
+                "or `data.rows` ({split: {language: [rows]}})"
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingConfig:
+    max_steps: int = 100
+    batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 2e-4
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.1
+    lr_scheduler: Literal["linear", "cosine", "constant"] = "linear"
+    max_grad_norm: float = 1.0
+    max_length: int = 128
+    precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
+    seed: int = 42
+    eval_every: int = 0  # steps; 0 = only at the end
+    save_every: int = 0  # steps; 0 = only at the end
+    keep_checkpoints: int = 2
+    log_every: int = 10
+    eval_batch_size: int = 32
+    early_stopping_patience: int = 0  # evaluations without improvement; 0 = off
+    early_stopping_metric: str = ""  # default: the head's primary metric, averaged over dev languages
+    load_best_at_end: bool = False
+    cpu: bool = False  # force CPU even where a GPU is present
+
+    def __post_init__(self):
+        for name in ("max_steps", "batch_size", "gradient_accumulation_steps", "max_length", "eval_batch_size"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"training.{name} must be a positive integer, got {getattr(self, name)}")
+        for name in ("eval_every", "save_every", "early_stopping_patience", "log_every"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"training.{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ConfigError(f"training.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.learning_rate <= 0:
+            raise ConfigError(f"training.learning_rate must be positive, got {self.learning_rate}")
+        if self.load_best_at_end and not self.eval_every:
+            raise ConfigError("training.load_best_at_end needs training.eval_every > 0 (best is chosen among evaluations)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    name: str = "run"
+    output_dir: str = "runs"
+    model: str = "gemma3-270m"
+    task: str = "sequence-classification"
+    task_options: dict[str, Any] = field(default_factory=dict)
+    strategy: str = "lora"
+    strategy_options: dict[str, Any] = field(default_factory=dict)
+    adapters: Literal["single", "per_language"] = "single"
+    init_from: str = ""  # per_language: start every language adapter from this saved adapter folder
+    sampler: str = "temperature"
+    sampler_options: dict[str, Any] = field(default_factory=dict)
+    data: DataConfig
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    data_check: bool = True  # run the cheap data checks before training and warn
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / self.name
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

@@ -1,0 +1,190 @@
+"""Evaluating a transfer matrix: the base loads once, each package is attached, run on its languages and
+detached again through its own strategy; then the reports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+from xft_core.adapters import Manifest
+from xft_core.evaluation.matrix import BASE_LABEL, MatrixRow, TransferMatrix
+from xft_core.evaluation.plots import training_curves
+from xft_core.evaluation.predict import predict_rows, score, with_language
+from xft_core.evaluation.reports import write_reports
+from xft_core.evaluation.sources import eval_data, plan_rows, run_root
+from xft_core.util.console import progress as progress_bar
+from xft_core.util.precision import resolve_precision
+from xft_core.util.runfiles import CONFIG, METRICS
+
+
+def transfer_matrix(
+    sources: str | Path | Sequence[str | Path],
+    data: Any = None,
+    *,
+    languages: Sequence[str] | None = None,
+    split: str | None = None,
+    pm: Any = None,
+    include_base: bool | Literal["auto"] = "auto",
+    each_adapter: bool = False,
+    max_examples: int = 0,
+    batch_size: int = 32,
+    max_length: int | None = None,
+    device: str | None = None,
+    precision: str | None = None,
+    progress: bool = True,
+    console: Any = None,
+) -> TransferMatrix:
+    """Evaluate every adapter of `sources` (run folders and/or adapter packages) on every language.
+
+    `data` is a data folder or file, a `RunConfig`, a `DataSet`, or None for the first run's config;
+    `split` defaults to the config's test split ("test"); `languages` to every language of that split.
+    The zero-shot base row (the base model without any adapter) is added where it means something:
+    `include_base="auto"` adds it only when the task head puts no untrained weights on the base (a
+    generation head does; a classification head's new classifier would score at chance, so it is
+    skipped and a note says so). `True` forces it, `False` never adds it. Each package is attached by its own
+    strategy, evaluated and detached again, so the base is the same for every row.
+
+    Example::
+
+        matrix = transfer_matrix(["runs/en-only", "runs/per-lang"], "data/", split="test")
+        matrix.value("en (zero-shot)", "de")      # primary metric of the English adapter on German
+        matrix.summary()["per-language"]["vs_zero_shot"]
+    """
+    from xft_core.adapters import check_compatible, head_from_manifest, load_base, strategy_from_manifest
+    from xft_core.hooks.manager import collect, get_plugin_manager
+
+    pm = pm or get_plugin_manager()
+    rows, runs = plan_rows([sources] if isinstance(sources, (str, Path)) else list(sources), each_adapter=each_adapter)
+    packages = list(dict.fromkeys(Path(p) for row in rows for p in row.adapters.values()))
+    first = Manifest.read(packages[0])
+    parts, split = eval_data(data, runs, split, languages, head_from_manifest(first, pm), max_examples)
+    columns = list(parts)
+    if max_length is None:
+        max_length = _config_value(runs, lambda c: c.training.max_length, 128)
+    if device is None:
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else None
+    # the runs' own precision by default, so the matrix agrees with the dev scores logged in training
+    precision = resolve_precision(precision or _config_value(runs, lambda c: c.training.precision, "no"), device or "cpu")
+    base = load_base(packages[0], pm, device=device)
+    head = base.head
+    metric_specs = collect(pm, "metrics")
+    matrix = TransferMatrix(columns, [], list(head.metric_names), split, first.data.get("task", ""),
+                            first.data.get("base_model", ""),
+                            {lang: len(p) for lang, p in parts.items()},
+                            {m: metric_specs[m].spec.greater_is_better for m in head.metric_names if m in metric_specs})
+    untrained = head.head_modules(base.model)
+    if include_base == "auto":
+        include_base = not untrained
+        if untrained:
+            matrix.notes.append(f"No '{BASE_LABEL}' row: the {matrix.task} head adds untrained weights "
+                                f"({', '.join(untrained)}), so the "
+                                "plain base would score at chance. Ask for it with include_base=True (xft eval --base).")
+    if include_base:
+        rows.insert(0, MatrixRow(BASE_LABEL, "base", []))
+
+    # which package must be run on which language: one-language work only for per-language rows
+    needed: dict[Path, list[str]] = {p: [] for p in packages}
+    for row in rows:
+        for language, folder in row.adapters.items():
+            wanted = columns if language == "*" else [language] if language in columns else []
+            needed[Path(folder)] += [lang for lang in wanted if lang not in needed[Path(folder)]]
+    results: dict[Path | None, dict[str, dict[str, float]]] = {}
+
+    def run_columns(model: Any, key: Path | None, wanted: list[str], label: str, bar: Any, task: Any) -> None:
+        for language in wanted:
+            bar.update(task, description=f"{label} on {language}")
+            rows_ = parts[language].rows
+            predictions = predict_rows(head, model, base.tokenizer, with_language(rows_, language), batch_size=batch_size,
+                                       max_length=max_length, precision=precision)
+            results.setdefault(key, {})[language] = score(head, pm, predictions, rows_)
+            bar.advance(task)
+
+    total = sum(map(len, needed.values())) + (len(columns) if include_base else 0)
+    with progress_bar(console, enabled=progress, transient=True) as bar:
+        task = bar.add_task("transfer matrix", total=total)
+        if include_base:
+            run_columns(base.model, None, columns, "base", bar, task)
+        for package in packages:  # one at a time on the one base: attach, run its languages, detach
+            if not needed[package]:
+                continue
+            _, strategy = strategy_from_manifest(check_compatible(base, package), pm)
+            model = strategy.attach(base.model, package, "xft-eval", head)
+            try:
+                strategy.activate(model, "xft-eval")
+                run_columns(model, package, needed[package], package.name, bar, task)
+            finally:
+                base.model = strategy.detach(model, "xft-eval")
+    for row in rows:
+        if row.kind == "base":
+            row.cells = results[None]
+        elif row.kind == "adapter":
+            row.cells = dict(results[Path(row.adapters["*"])])
+        else:
+            row.cells = {lang: results[Path(row.adapters[lang])][lang] for lang in columns if lang in row.adapters}
+    matrix.rows = rows
+    return matrix
+
+
+def _config_value(runs: list[Path], get: Any, default: Any) -> Any:
+    from xft_core.config import ConfigError, load_config
+
+    for root in runs:
+        try:
+            return get(load_config(root / CONFIG))
+        except ConfigError:
+            continue
+    return default
+
+
+# -------------------------------------------------------------------------------------------------- API
+@dataclass
+class Evaluation:
+    matrix: TransferMatrix
+    paths: dict[str, Path]  # json, csv, md, png, and curves (one per run source) when written
+
+
+def default_report_folder(sources: Sequence[str | Path]) -> Path:
+    """`<first run>/report`; for packages outside any run, ./xft-report."""
+    for source in sources:
+        path = Path(source)
+        root = path if (path / "adapters").is_dir() else run_root(path) or run_root(path / "x")
+        if root is not None:
+            return root / "report"
+    return Path("xft-report")
+
+
+def evaluate(sources: str | Path | Sequence[str | Path], data: Any = None, *, out: str | Path | None = None,
+             metric: str | None = None, curves: bool = True, **options: Any) -> Evaluation:
+    """Transfer matrix plus every report; `options` go to `transfer_matrix`. Also draws each run's training
+    curves (`training_curves.png`) beside the reports.
+
+    Example::
+
+        result = evaluate("runs/per-lang", split="test")
+        print(result.paths["md"], result.matrix.summary()["per-language"])
+    """
+    sources = [sources] if isinstance(sources, (str, Path)) else list(sources)
+    if metric:  # checked before the (long) evaluation
+        from xft_core.adapters import head_from_manifest
+        from xft_core.config import ConfigError
+        from xft_core.hooks.manager import get_plugin_manager
+
+        rows, _ = plan_rows(sources)
+        manifest = Manifest.read(Path(next(iter(rows[0].adapters.values()))))
+        names = list(head_from_manifest(manifest, options.get("pm") or get_plugin_manager()).metric_names)
+        if metric not in names:
+            raise ConfigError(f"Metric '{metric}' (--metric) is not one of the {manifest.data.get('task')} head's "
+                              f"metrics: {', '.join(names)}")
+    matrix = transfer_matrix(sources, data, **options)
+    folder = Path(out) if out else default_report_folder(sources)
+    paths = write_reports(matrix, folder, metric=metric)
+    if curves:
+        _, runs = plan_rows(sources)
+        for root in runs:
+            if (root / METRICS).is_file():
+                name = "training_curves.png" if len(runs) == 1 else f"training_curves-{root.name}.png"
+                paths[f"curves:{root.name}"] = training_curves(root, folder / name, metric=metric)
+    return Evaluation(matrix, paths)

@@ -1,0 +1,235 @@
+"""The training loop on Accelerate: the sampler picks each batch's language, the strategy activates its adapter,
+the head's collated batch goes forward and back; dev evaluation, early stopping and checkpoints on schedule."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+from xft_core.config import RunConfig, load_config, save_config
+from xft_core.evaluation.predict import average, predict_rows, score, with_language
+from xft_core.training.checkpoints import latest_checkpoint, load_checkpoint, restore_trainable, save_checkpoint
+from xft_core.training.outputs import run_summary, save_adapters
+from xft_core.training.prepare import prepare
+from xft_core.training.run import Run
+from xft_core.util.console import print_line
+from xft_core.util.console import progress as progress_bar
+from xft_core.util.files import atomic_write_json
+from xft_core.util.runfiles import append_metrics, read_metrics_log, write_metrics_log
+
+
+def train(
+    config: str | Path | Mapping[str, Any] | RunConfig,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    resume: bool = False,
+    pm: Any = None,
+    console: Any = None,
+    progress: bool = True,
+) -> Run:
+    """Fine-tune as the config says; returns the finished `Run` (metrics, history, paths).
+
+    Example::
+
+        run = xft_core.train("examples/reviews.yaml", training={"max_steps": 20})
+        print(run.metrics["de"]["macro_f1"], run.adapter_dirs)
+    """
+    config = load_config(config, overrides)
+    started = time.perf_counter()
+    run = prepare(config, pm=pm, console=console)
+    acc = run.accelerator
+    t = config.training
+    paths = run.paths
+    if acc.is_main_process:
+        paths.root.mkdir(parents=True, exist_ok=True)
+        if not resume and (latest_checkpoint(paths.checkpoints) or paths.metrics.exists()):
+            raise FileExistsError(
+                f"Run folder {paths.root} already holds a run. Pass --resume to continue it, "
+                "or choose another name (--set name=...) or output_dir."
+            )
+        save_config(config, paths.config)
+    if config.data_check:
+        from xft_core.data.checks import quick_check
+
+        for warning in quick_check(run.train, run.dev, run.head, run.tokenizer, t.max_length):
+            run.console.print(f"[yellow]data warning:[/] {warning}", soft_wrap=True)
+
+    optimizer = make_optimizer(run.model, config)
+    scheduler = make_scheduler(optimizer, config)
+    run.model, optimizer = acc.prepare(run.model, optimizer)
+    bad_evals = 0
+    if resume:
+        checkpoint = latest_checkpoint(paths.checkpoints)
+        if checkpoint is None:
+            run.console.print(f"[yellow]--resume: no complete checkpoint in {paths.checkpoints}; starting from step 0[/]")
+        else:
+            state = load_checkpoint(run, checkpoint, optimizer, scheduler)
+            bad_evals = int(state.get("bad_evals", 0))
+            run.history = read_metrics_log(paths.metrics, up_to_step=run.step)
+            run.console.print(f"Resumed from {checkpoint} (step {run.step})")
+    if acc.is_main_process:
+        write_metrics_log(paths.metrics, run.history)
+    run.pm.hook.xft_before_train(run=run)
+
+    model = run.model
+    model.train()
+    window_examples, window_start, loss_sum, loss_count = 0, time.perf_counter(), 0.0, 0
+    total_examples, train_seconds = 0, 0.0
+    examples_per_step = t.batch_size * acc.num_processes
+    show = progress and acc.is_main_process
+    with progress_bar(run.console, "loss {task.fields[loss]}", "{task.fields[speed]} ex/s", "{task.fields[language]}",
+                      enabled=show) as bar:
+        task = bar.add_task(config.name, total=t.max_steps, completed=run.step, loss="-", speed="-", language="")
+        while run.step < t.max_steps and not run.should_stop:
+            step_start = time.perf_counter()
+            languages = []
+            for micro in range(t.gradient_accumulation_steps):
+                run.sampler.set_progress(run.step / t.max_steps)
+                language = run.sampler.next_language()
+                languages.append(language)
+                run.strategy.activate(acc.unwrap_model(model), run.adapter_for(language))
+                batch = next_batch(run, language)
+                run.sampler.record(language, examples_per_step)
+                last = micro == t.gradient_accumulation_steps - 1
+                context = acc.no_sync(model) if not last and acc.num_processes > 1 else contextlib.nullcontext()
+                with context:
+                    loss = model(**batch).loss / t.gradient_accumulation_steps
+                    acc.backward(loss)
+                loss_sum += float(loss.detach()) * t.gradient_accumulation_steps
+                loss_count += 1
+                window_examples += examples_per_step
+            if t.max_grad_norm > 0:
+                acc.clip_grad_norm_(model.parameters(), t.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            run.step += 1
+            total_examples += examples_per_step * t.gradient_accumulation_steps
+            train_seconds += time.perf_counter() - step_start
+
+            logs = {"step": run.step, "loss": loss_sum / max(loss_count, 1), "lr": scheduler.get_last_lr()[0],
+                    "language": languages[-1]}
+            if run.step % max(t.log_every, 1) == 0 or run.step == t.max_steps:
+                elapsed = time.perf_counter() - window_start
+                logs["examples_per_second"] = window_examples / elapsed if elapsed > 0 else 0.0
+                logs["examples_seen"] = dict(run.sampler.counts)
+                log(run, logs)
+                if show and not run.console.is_terminal:
+                    # a live bar does not render into a log file or pipe: print the same facts as lines
+                    print_line(run.console, f"step {run.step}/{t.max_steps} loss {logs['loss']:.4f} "
+                                            f"{logs['examples_per_second']:.1f} ex/s lr {logs['lr']:.2e}")
+                window_examples, window_start = 0, time.perf_counter()
+            bar.update(task, completed=run.step, loss=f"{logs['loss']:.4f}",
+                       speed=f"{total_examples / max(train_seconds, 1e-9):.1f}",
+                       language=languages[-1])
+            if "examples_per_second" in logs:  # the logged loss is the mean over the steps since the last log
+                loss_sum, loss_count = 0.0, 0
+            run.pm.hook.xft_after_step(run=run, step=run.step, logs=logs)
+
+            evaluated = False
+            if t.eval_every and run.step % t.eval_every == 0:
+                bad_evals = evaluate_and_track(run, bad_evals)
+                evaluated = True
+            if ((t.save_every and run.step % t.save_every == 0)
+                    or (evaluated and run.best.get("step") == run.step and t.load_best_at_end)):
+                acc.wait_for_everyone()
+                path = save_checkpoint(run, optimizer, scheduler, {"bad_evals": bad_evals})
+                if run.best.get("step") == run.step:
+                    run.best["checkpoint"] = str(path)
+    run.examples_per_second = total_examples / train_seconds if train_seconds > 0 else 0.0
+    if run.last_eval_step != run.step:
+        bad_evals = evaluate_and_track(run, bad_evals)
+    if t.load_best_at_end and run.best.get("checkpoint") and run.best.get("step") != run.step:
+        restore_trainable(run, Path(run.best["checkpoint"]))
+        run.metrics = run.best["metrics"]
+        run.console.print(f"Loaded the best checkpoint (step {run.best['step']}, {run.best['metric']} {run.best['value']:.4f})")
+    acc.wait_for_everyone()
+    if t.save_every or not latest_checkpoint(paths.checkpoints):
+        save_checkpoint(run, optimizer, scheduler, {"bad_evals": bad_evals})
+    if acc.is_main_process:
+        save_adapters(run)
+    run.wall_seconds = time.perf_counter() - started
+    if acc.is_main_process:
+        atomic_write_json(paths.run_info, run_summary(run))
+    run.pm.hook.xft_after_train(run=run)
+    return run
+
+
+# ------------------------------------------------------------------------------------------------ pieces
+def make_optimizer(model: Any, config: RunConfig) -> Any:
+    """AdamW over the trainable parameters; no weight decay on biases and norms."""
+    import torch
+
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        (no_decay if parameter.ndim < 2 or "norm" in name.lower() else decay).append(parameter)
+    groups = [{"params": decay, "weight_decay": config.training.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=config.training.learning_rate)
+
+
+def make_scheduler(optimizer: Any, config: RunConfig) -> Any:
+    from transformers import get_scheduler
+
+    t = config.training
+    name = "constant_with_warmup" if t.lr_scheduler == "constant" else t.lr_scheduler
+    return get_scheduler(name, optimizer, num_warmup_steps=int(t.warmup_ratio * t.max_steps), num_training_steps=t.max_steps)
+
+
+def next_batch(run: Run, language: str) -> dict[str, Any]:
+    """The next batch of `language`: the global batch is drawn identically on every process; each takes its share."""
+    acc = run.accelerator
+    indices = run.streams[language].take(run.config.training.batch_size * acc.num_processes)
+    mine = indices[acc.process_index :: acc.num_processes]
+    features = run.features[language]
+    batch = run.head.collate([features[i] for i in mine], run.tokenizer)
+    return {k: v.to(acc.device) for k, v in batch.items()}
+
+
+def evaluate_dev(run: Run) -> dict[str, dict[str, float]]:
+    """The head's metrics on every dev language, each answered by its own adapter (or the single one)."""
+    model = run.unwrapped_model()
+    results: dict[str, dict[str, float]] = {}
+    for language, part in run.dev.items():
+        adapter = run.adapter_for(language)
+        if run.per_language and adapter is None:
+            continue
+        run.strategy.activate(model, adapter)
+        predictions = predict_rows(run.head, model, run.tokenizer, with_language(part.rows, language),
+                                   batch_size=run.config.training.eval_batch_size, max_length=run.config.training.max_length,
+                                   precision=run.accelerator.mixed_precision)
+        results[language] = score(run.head, run.pm, predictions, part.rows)
+    return results
+
+
+def evaluate_and_track(run: Run, bad_evals: int) -> int:
+    """Evaluate on every dev language, log, remember the best, decide early stopping."""
+    if not run.dev:
+        return bad_evals
+    metrics = evaluate_dev(run)
+    run.metrics = metrics
+    run.pm.hook.xft_after_eval(run=run, step=run.step, metrics=metrics)  # may add or adjust metrics
+    name = run.config.training.early_stopping_metric or run.head.metric_names[0]
+    value = average(metrics, name)
+    log(run, {"step": run.step, "eval": metrics, f"eval_mean_{name}": value})
+    run.last_eval_step = run.step
+    if not run.best or value > run.best["value"]:
+        run.best = {"step": run.step, "metric": name, "value": value, "metrics": metrics,
+                    "checkpoint": run.best.get("checkpoint") if run.best else None}
+        return 0
+    bad_evals += 1
+    patience = run.config.training.early_stopping_patience
+    if patience and bad_evals >= patience:
+        run.console.print(f"Early stopping at step {run.step}: {name} has not improved for {patience} evaluations")
+        run.should_stop = True
+    return bad_evals
+
+
+def log(run: Run, record: dict[str, Any]) -> None:
+    run.history.append(record)
+    if run.accelerator.is_main_process:
+        append_metrics(run.paths.metrics, record)

@@ -1,0 +1,66 @@
+"""What a finished run leaves: adapter packages with their manifests, and the run summary `run.json`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from xft_core.adapters import base_fingerprint, save_package
+from xft_core.training.run import Run
+from xft_core.version import __version__
+
+
+def manifest_for(run: Run, adapter: str | None, languages: list[str]) -> dict[str, Any]:
+    """`xft.json` of one package: base model and fingerprint, task and labels, languages, strategy, metrics."""
+    return {
+        "xft_version": __version__,
+        "format": 1,
+        "base_model": run.config.model,
+        "base_fingerprint": base_fingerprint(run.model_path),
+        "task": run.config.task,
+        "task_options": dict(run.config.task_options),
+        **run.head.label_info(),
+        "languages": languages,
+        "adapter_name": adapter or run.adapter_names[0],
+        "strategy": run.config.strategy,
+        "strategy_options": dict(run.config.strategy_options),
+        "metrics": {lang: run.metrics[lang] for lang in languages if lang in run.metrics},
+        "dev_metrics_all": run.metrics if not run.per_language else {},
+        "run": run.config.name,
+        "step": run.step,
+    }
+
+
+def save_adapters(run: Run) -> dict[str, Path]:
+    """One package per language adapter (per_language) or one for the single set of weights."""
+    model = run.unwrapped_model()
+    if run.per_language:
+        targets: list[tuple[str, str | None, list[str]]] = [(lang, lang, [lang]) for lang in run.adapter_names]
+    else:
+        targets = [(run.adapter_names[0], None, run.train_languages)]
+    for name, adapter, languages in targets:
+        folder = run.paths.adapters / name
+        save_package(folder, model=model, strategy=run.strategy, adapter=adapter, head=run.head,
+                     manifest=manifest_for(run, adapter, languages))
+        run.adapter_dirs[name] = folder
+    return run.adapter_dirs
+
+
+def run_summary(run: Run) -> dict[str, Any]:
+    return {
+        "name": run.config.name,
+        "steps": run.step,
+        "wall_seconds": round(run.wall_seconds, 2),
+        "examples_per_second": round(run.examples_per_second, 2),
+        "trainable_parameters": run.trainable_parameters,
+        "train_languages": run.train_languages,
+        "examples_drawn": dict(run.sampler.counts),
+        "dev_metrics": run.metrics,
+        "best": {k: v for k, v in run.best.items() if k != "metrics"},
+        "adapters": {k: str(v) for k, v in run.adapter_dirs.items()},
+        "model_path": str(run.model_path),
+        "precision": run.accelerator.mixed_precision,
+        "device": str(run.accelerator.device),
+        "num_processes": run.accelerator.num_processes,
+        "xft_version": __version__,
+    }

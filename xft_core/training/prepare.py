@@ -1,0 +1,117 @@
+"""Everything before the first step: plugins resolved, data read and checked, model loaded once, strategy applied."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from xft_core.config import RunConfig, build_options
+from xft_core.data import DataError, DataSet, Split, select, validate
+from xft_core.data.loading import data_source_label, dataset_from_config
+from xft_core.evaluation.predict import with_language
+from xft_core.hooks import LanguageSampler, PluginError, SamplerSpec, Strategy, StrategySpec, TaskHead
+from xft_core.hooks.manager import collect, get_plugin_manager, get_spec
+from xft_core.training.run import Run
+from xft_core.training.streams import LanguageStream
+from xft_core.util.precision import resolve_precision
+from xft_core.util.runfiles import RunPaths
+
+
+def resolve_plugins(config: RunConfig, pm: Any) -> tuple[StrategySpec, Strategy, SamplerSpec, Any, TaskHead]:
+    """(strategy spec, strategy, sampler spec, sampler options, head) for a config, with option checks."""
+    strategy_spec = get_spec(pm, "strategies", config.strategy, config_key="strategy")
+    sampler_spec = get_spec(pm, "samplers", config.sampler, config_key="sampler")
+    head_spec = get_spec(pm, "task_heads", config.task, config_key="task")
+    strategy = strategy_spec.build(build_options(strategy_spec.options, config.strategy_options, key="strategy_options"))
+    sampler_options = build_options(sampler_spec.options, config.sampler_options, key="sampler_options")
+    head = head_spec.build(build_options(head_spec.options, config.task_options, key="task_options"))
+    if config.adapters == "per_language" and not strategy_spec.per_language:
+        able = [n for n, p in collect(pm, "strategies").items() if p.spec.per_language]
+        raise PluginError(
+            f"Strategy '{config.strategy}' cannot hold one adapter per language (config key: adapters). "
+            f"Use adapters: single, or a strategy that can: {', '.join(sorted(able)) or 'none installed'}."
+        )
+    return strategy_spec, strategy, sampler_spec, sampler_options, head
+
+
+def load_data(config: RunConfig, head: TaskHead) -> tuple[DataSet, dict[str, Split], dict[str, Split]]:
+    """(all data, train rows per language, dev rows per evaluation language), validated by the head."""
+    d = config.data
+    data = dataset_from_config(d)
+    train_languages = list(d.train_languages) or data.languages(d.train_split)
+    if not train_languages:
+        raise DataError(f"No '{d.train_split}' split found in {data_source_label(d)} (config key: data.train_split)")
+    train = select(data, d.train_split, train_languages, d.max_train_examples)
+    head.fit_labels(row for part in train.values() for row in part.rows if not head.validate_row(row))
+    validate(DataSet({d.train_split: train}), head, [d.train_split])
+    eval_languages = list(d.eval_languages) or train_languages
+    dev = select(data, d.dev_split, eval_languages, d.max_eval_examples, required=False)
+    validate(DataSet({d.dev_split: dev}), head, [d.dev_split])
+    return data, train, dev
+
+
+def make_accelerator(config: RunConfig) -> Any:
+    """A fresh Accelerator in the run's precision.
+
+    Accelerate keeps one process-wide state; a second run in the same process (Python API, notebooks, tests) may
+    ask for another precision, so each run starts from a clean state (the process group stays)."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    t = config.training
+    cpu = t.cpu or not has_accelerator()
+    AcceleratorState._reset_state(reset_partial_state=False)
+    return Accelerator(
+        mixed_precision=resolve_precision(t.precision, "cpu" if cpu else None),
+        # without an accelerator, say so: Accelerate then forms a gloo group under torchrun (MULTI_CPU)
+        cpu=cpu,
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=config.adapters == "per_language")],
+    )
+
+
+def has_accelerator() -> bool:
+    import torch
+
+    mps = getattr(torch.backends, "mps", None)
+    xpu = getattr(torch, "xpu", None)
+    return torch.cuda.is_available() or bool(mps and mps.is_available()) or bool(xpu and xpu.is_available())
+
+
+def prepare(config: RunConfig, *, pm: Any = None, console: Any = None) -> Run:
+    """Resolve plugins, read and check data, load the model once and apply the strategy."""
+    from accelerate.utils import set_seed
+
+    from xft_core.models import load_tokenizer, quiet_transformers, resolve_model
+    from xft_core.util.console import console as make_console
+
+    quiet_transformers()
+    pm = pm or get_plugin_manager()
+    pm.hook.xft_configure.call_historic(kwargs=dict(config=config))
+    strategy_spec, strategy, sampler_spec, sampler_options, head = resolve_plugins(config, pm)
+    data, train, dev = load_data(config, head)
+    t = config.training
+    accelerator = make_accelerator(config)
+    set_seed(t.seed)
+    model_path = resolve_model(config.model, pm)
+    tokenizer = load_tokenizer(model_path)
+    per_language = config.adapters == "per_language"
+    adapter_names = list(train) if per_language else [single_adapter_name(list(train))]
+    model = strategy.apply(head.build_model(model_path, tokenizer), head, adapter_names if per_language else None)
+    if config.init_from:
+        strategy.init_from(model, Path(config.init_from), adapter_names)
+    sampler: LanguageSampler = sampler_spec.build({lang: len(part) for lang, part in train.items()}, sampler_options, t.seed)
+    run = Run(
+        config=config, paths=RunPaths(config.run_dir), pm=pm, console=console or make_console(stderr=True), head=head,
+        strategy=strategy, strategy_spec=strategy_spec, sampler=sampler, accelerator=accelerator, model_path=model_path,
+        tokenizer=tokenizer, model=model, data=data, train=train, dev=dev,
+        features={lang: head.encode(with_language(part.rows, lang), tokenizer, t.max_length) for lang, part in train.items()},
+        streams={lang: LanguageStream(len(part), t.seed + i) for i, (lang, part) in enumerate(sorted(train.items()))},
+        adapter_names=adapter_names, eval_languages=list(config.data.eval_languages) or list(train),
+    )
+    run.trainable_parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return run
+
+
+def single_adapter_name(languages: list[str]) -> str:
+    return languages[0] if len(languages) == 1 else "multilingual"

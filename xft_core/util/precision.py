@@ -1,0 +1,44 @@
+"""Numeric precision in one place: what `auto` means on this machine, and the autocast context for forwards.
+
+Training, evaluation and the router all run forwards through `autocast`, so a score computed in one of them
+is the score the others compute."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, ContextManager
+
+
+def resolve_precision(setting: str, device: Any = None) -> str:
+    """'auto' is bf16 on CPUs with native bf16 and on GPUs that support it (fp16 on older GPUs), else 'no'."""
+    if setting != "auto":
+        return setting
+    import torch
+
+    kind = device_type(device)
+    if kind == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if kind != "cpu":
+        return "no"
+    try:
+        return "bf16" if torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported() else "no"
+    except (AttributeError, RuntimeError):
+        return "no"
+
+
+def device_type(device: Any = None) -> str:
+    """'cuda', 'cpu', 'mps', ... for a device, a device string, or None (the best device present)."""
+    if device is None:
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(getattr(device, "type", device)).split(":")[0]
+
+
+def autocast(precision: str, device: Any = None) -> ContextManager[Any]:
+    """Forwards in bf16/fp16 autocast, or a no-op for full precision ('no', 'fp32')."""
+    if precision not in ("bf16", "fp16"):
+        return contextlib.nullcontext()
+    import torch
+
+    return torch.autocast(device_type(device), dtype=torch.bfloat16 if precision == "bf16" else torch.float16)

@@ -1,0 +1,83 @@
+"""What a run folder holds and where (`runs/<name>/...`), and the one reader of its metrics log.
+
+Training writes these files; evaluation, the router and the CLI find runs and adapters through the same
+names, so the layout is written down once."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from xft_core.util.files import atomic_write_text
+
+CONFIG = "config.yaml"
+METRICS = "metrics.jsonl"
+RUN_INFO = "run.json"
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """runs/<name>/{config.yaml, metrics.jsonl, run.json, checkpoints/, adapters/, report/}"""
+
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / CONFIG
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / METRICS
+
+    @property
+    def run_info(self) -> Path:
+        return self.root / RUN_INFO
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def adapters(self) -> Path:
+        return self.root / "adapters"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report"
+
+
+def is_run_folder(path: Path) -> bool:
+    return (Path(path) / CONFIG).is_file()
+
+
+def read_metrics_log(path: Path, *, up_to_step: int | None = None) -> list[dict[str, Any]]:
+    """The records of a metrics.jsonl (one per logged step or evaluation), optionally only up to a step.
+    A line cut short by a crash (the last one) is skipped, not an error."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    records = []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            if number == len(lines):
+                break
+            raise ValueError(f"{path} line {number}: not valid JSON") from None
+        if up_to_step is None or int(record.get("step", 0)) <= up_to_step:
+            records.append(record)
+    return records
+
+
+def write_metrics_log(path: Path, records: list[dict[str, Any]]) -> None:
+    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+
+
+def append_metrics(path: Path, record: dict[str, Any]) -> None:
+    with Path(path).open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record, ensure_ascii=False) + "\n")
