@@ -215,8 +215,12 @@ def _config(family: str, tok: PreTrainedTokenizerFast) -> Any:
     raise ValueError(f"unknown family {family!r}; expected one of {FAMILIES}")
 
 
-def build_tiny_model(family: str, folder: str | Path, *, texts: Iterable[str] | None = None, seed: int = 0) -> Path:
-    """Save a tiny random base model of `family` plus its tokenizer into `folder`; return `folder`."""
+def build_tiny_model(family: str, folder: str | Path, *, texts: Iterable[str] | None = None, seed: int = 0,
+                     masked_lm: bool = False) -> Path:
+    """Save a tiny random base model of `family` plus its tokenizer into `folder`; return `folder`.
+
+    Decoders are saved with their LM head, seq2seq models whole; encoders as the bare body, or with a masked-LM
+    head when `masked_lm` (what prompt-classification needs)."""
     import torch
     import transformers as tf
 
@@ -226,7 +230,8 @@ def build_tiny_model(family: str, folder: str | Path, *, texts: Iterable[str] | 
     kind, role = _TOKENIZER[family]
     tok = build_tokenizer(DEFAULT_TEXTS if texts is None else texts, folder, kind=kind, role=role)
     config = _config(family, tok)
-    auto = {"decoder": tf.AutoModelForCausalLM, "seq2seq": tf.AutoModelForSeq2SeqLM}.get(role, tf.AutoModel)
+    auto = {"decoder": tf.AutoModelForCausalLM, "seq2seq": tf.AutoModelForSeq2SeqLM}.get(
+        role, tf.AutoModelForMaskedLM if masked_lm else tf.AutoModel)
     with torch.random.fork_rng(devices=[]):  # deterministic weights without disturbing the caller's RNG
         torch.manual_seed(seed)
         model = auto.from_config(config)
