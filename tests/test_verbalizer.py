@@ -13,8 +13,13 @@ from xft_core.evaluation.predict import predict_rows
 from xft_core.hooks import ROW_LANGUAGE
 from xft_core.models import load_tokenizer
 
-ROWS = [{"text": "The weather is lovely today.", "label": "pos"}, {"text": "Die Straßenbahn fährt über die Brücke.", "label": "neg"},
+ROWS = [{"text": "The weather is lovely today.", "label": "pos"},
+        {"text": "Die Straßenbahn fährt über die Brücke.", "label": "neg"},
         {"text": "We travelled to the mountains by train and it was a long day", "label": "pos"}]
+
+
+def first_token(tokenizer, word: str) -> int:
+    return tokenizer(" " + word, add_special_tokens=False)["input_ids"][0]
 
 
 @pytest.fixture
@@ -42,7 +47,7 @@ def test_decoder_scores_are_the_lm_logits_at_the_label_word_ids(tiny_model):
     model = head.build_model(folder, tokenizer).eval()
     lm = AutoModelForCausalLM.from_pretrained(folder).eval()
     predictions = predict_rows(head, model, tokenizer, ROWS, batch_size=2, max_length=64)
-    word_ids = [tokenizer(" awful", add_special_tokens=False)["input_ids"][0], tokenizer(" lovely", add_special_tokens=False)["input_ids"][0]]
+    word_ids = [first_token(tokenizer, "awful"), first_token(tokenizer, "lovely")]
     for row, prediction in zip(ROWS, predictions):
         ids = tokenizer(f"{row['text']}\nVerdict:", return_tensors="pt")
         with torch.no_grad():
@@ -65,7 +70,7 @@ def test_encoder_scores_the_mask_token_with_the_masked_lm_head(tmp_path):
     assert head.masked, "an encoder is scored through its mask token"
     lm = AutoModelForMaskedLM.from_pretrained(folder).eval()
     predictions = predict_rows(head, model, tokenizer, ROWS, batch_size=3, max_length=64)
-    word_ids = [tokenizer(" bad", add_special_tokens=False)["input_ids"][0], tokenizer(" good", add_special_tokens=False)["input_ids"][0]]
+    word_ids = [first_token(tokenizer, "bad"), first_token(tokenizer, "good")]
     for row, prediction in zip(ROWS, predictions):
         ids = tokenizer(f"{row['text']} It was {tokenizer.mask_token}.", return_tensors="pt")
         position = int((ids["input_ids"][0] == tokenizer.mask_token_id).nonzero()[0])
@@ -83,7 +88,9 @@ def test_an_encoder_without_its_masked_lm_head_is_refused(tiny_model):
 def test_label_words_per_language_and_clashes(tiny_model):
     tokenizer = load_tokenizer(tiny_model("gemma3"))
     head = _head(label_words={"de": {"neg": "schlecht", "pos": "gut"}, "*": {"neg": "bad", "pos": "good"}})
-    first = lambda word: tokenizer(" " + word, add_special_tokens=False)["input_ids"][0]  # noqa: E731
+    def first(word: str) -> int:
+        return first_token(tokenizer, word)
+
     assert head.label_token_ids(tokenizer, "deu") == [first("schlecht"), first("gut")], "ISO 639-3 finds 'de'"
     assert head.label_token_ids(tokenizer, "en") == [first("bad"), first("good")]
     features = head.encode([{**ROWS[0], ROW_LANGUAGE: "de"}, {**ROWS[0], ROW_LANGUAGE: "fr"}], tokenizer, 64)
