@@ -146,7 +146,7 @@ class BitFit:
         self.activate(model, adapters[0])
         return model
 
-    def activate(self, model: Any, adapter: str | None) -> None:
+    def activate(self, model: Any, adapter: str | None, language: str | None = None) -> None:
         bank = _bank(model)
         if bank is not None:
             if adapter is None or _slot(adapter) not in bank:
@@ -168,7 +168,7 @@ class BitFit:
         if adapter not in state["adapters"]:
             raise KeyError(f"bitfit: no adapter '{adapter}' attached (have: {', '.join(state['adapters'])})")
         if state["active"] != adapter:
-            _write(model, {**state["base"], **state["adapters"][adapter]})
+            _write(model, {**state["base"], **state.get("scaled", {}).get(adapter, state["adapters"][adapter])})
             state["active"] = adapter
 
     def init_from(self, model: Any, folder: Path, adapters: Sequence[str]) -> None:
@@ -225,9 +225,18 @@ class BitFit:
             _write(model, state["base"])
             state["active"] = None
         del state["adapters"][name]
+        state.get("scaled", {}).pop(name, None)
         if not state["adapters"]:
             del model.__dict__[ATTACHED]  # the base's values are in place; forget everything
         return model
+
+    def scale(self, model: Any, adapter: str, factor: float) -> None:
+        """The attached adapter's values interpolated toward the base's: base + factor * (adapter - base)."""
+        state = model.__dict__[ATTACHED]
+        values = {k: state["base"][k] + factor * (v - state["base"][k]) for k, v in state["adapters"][adapter].items()}
+        state.setdefault("scaled", {})[adapter] = values
+        if state["active"] == adapter:
+            _write(model, {**state["base"], **values})
 
     @contextlib.contextmanager
     def base_only(self, model: Any) -> Iterator[Any]:

@@ -26,6 +26,7 @@ class FullFineTuning:
     def __init__(self, options: FullOptions):
         self.options = options
         self._replaced: dict[str, dict[str, Any]] = {}  # attached name -> the base tensors its weights replaced
+        self._trained: dict[str, dict[str, Any]] = {}  # attached name -> its own tensors, once `scale` moved them
 
     def apply(self, model: Any, head: TaskHead, adapters: Sequence[str] | None) -> Any:
         for parameter in model.parameters():
@@ -35,7 +36,7 @@ class FullFineTuning:
                 parameter.requires_grad = False
         return model
 
-    def activate(self, model: Any, adapter: str | None) -> None:
+    def activate(self, model: Any, adapter: str | None, language: str | None = None) -> None:
         return None  # one set of weights
 
     def init_from(self, model: Any, folder: Path, adapters: Sequence[str]) -> None:
@@ -53,8 +54,20 @@ class FullFineTuning:
         return model
 
     def detach(self, model: Any, name: str) -> Any:
+        self._trained.pop(name, None)
         _copy_into(model, self._replaced.pop(name), Path(name))
         return model
+
+    def scale(self, model: Any, adapter: str, factor: float) -> None:
+        """Weights base + factor * (trained - base) for every tensor the package replaced."""
+        import torch
+
+        replaced = self._replaced[adapter]
+        trained = self._trained.setdefault(adapter, {k: v.detach().clone() for k, v in model.state_dict().items() if k in replaced})
+        own = model.state_dict()
+        with torch.no_grad():
+            for key, base in replaced.items():
+                own[key].copy_(base + factor * (trained[key] - base) if base.is_floating_point() else trained[key])
 
     @contextlib.contextmanager
     def base_only(self, model: Any) -> Iterator[Any]:

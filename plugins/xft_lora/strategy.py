@@ -35,6 +35,7 @@ class Lora:
         # peft runs rows of different adapters in one forward (adapter_names) for LoRA, not for DoRA
         self.mixed_batch = not options.use_dora
         self._training = False  # set by `apply`: this instance trains, so every adapter stays trainable
+        self._scales: dict[str, float] = {}  # adapter -> factor set by `scale` (1.0 when absent)
 
     # ------------------------------------------------------------------------------------------ training
     def config(self, model: Any, head: TaskHead) -> Any:
@@ -78,7 +79,7 @@ class Lora:
         self._training = True
         return peft_model
 
-    def activate(self, model: Any, adapter: str | None) -> None:
+    def activate(self, model: Any, adapter: str | None, language: str | None = None) -> None:
         name = adapter or DEFAULT
         if model.active_adapter == name:
             return
@@ -136,6 +137,7 @@ class Lora:
 
     def detach(self, model: Any, name: str) -> Any:
         model.delete_adapter(name)
+        self._scales.pop(name, None)
         if not model.peft_config:
             # peft cannot load into or run a PeftModel without adapters: unwrap back to the bare base
             base = model.unload()
@@ -145,6 +147,18 @@ class Lora:
         if model.active_adapter not in model.peft_config:
             model.set_adapter(next(iter(model.peft_config)), inference_mode=True)
         return model
+
+    def scale(self, model: Any, adapter: str, factor: float) -> None:
+        """peft's per-layer `set_scale`: the LoRA update (B A x) times `factor`; the head (`modules_to_save`) and
+        DoRA's magnitude are not interpolated."""
+        if self._scales.get(adapter, 1.0) == factor:
+            return
+        from peft.tuners.lora import LoraLayer
+
+        for module in model.modules():
+            if isinstance(module, LoraLayer):
+                module.set_scale(adapter, factor)
+        self._scales[adapter] = factor
 
     def base_only(self, model: Any) -> ContextManager[Any]:
         from peft import PeftModel

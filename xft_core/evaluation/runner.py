@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 from xft_core.adapters import Manifest
 from xft_core.evaluation.matrix import BASE_LABEL, MatrixRow, TransferMatrix
@@ -14,7 +14,7 @@ from xft_core.evaluation.predict import predict_rows, score, with_language
 from xft_core.evaluation.reports import write_reports
 from xft_core.evaluation.sources import eval_data, plan_rows, run_root
 from xft_core.util.console import progress as progress_bar
-from xft_core.util.precision import resolve_precision
+from xft_core.util.precision import adapter_scales, resolve_precision, scale_for
 from xft_core.util.runfiles import CONFIG, METRICS
 
 
@@ -34,6 +34,7 @@ def transfer_matrix(
     precision: str | None = None,
     progress: bool = True,
     console: Any = None,
+    scale: float | Mapping[str, float] | None = None,
 ) -> TransferMatrix:
     """Evaluate every adapter of `sources` (run folders and/or adapter packages) on every language.
 
@@ -43,7 +44,9 @@ def transfer_matrix(
     `include_base="auto"` adds it only when the task head puts no untrained weights on the base (a
     generation head does; a classification head's new classifier would score at chance, so it is
     skipped and a note says so). `True` forces it, `False` never adds it. Each package is attached by its own
-    strategy, evaluated and detached again, so the base is the same for every row.
+    strategy, evaluated and detached again, so the base is the same for every row. `scale` interpolates every
+    adapter toward the base (WiSE-FT: 0 is the base, 1 the adapter as trained), one factor or one per language
+    (`{"de": 0.5, "*": 1.0}`).
 
     Example::
 
@@ -55,6 +58,7 @@ def transfer_matrix(
     from xft_core.hooks.manager import collect, get_plugin_manager
 
     pm = pm or get_plugin_manager()
+    scales = adapter_scales(scale)
     rows, runs = plan_rows([sources] if isinstance(sources, (str, Path)) else list(sources), each_adapter=each_adapter)
     packages = list(dict.fromkeys(Path(p) for row in rows for p in row.adapters.values()))
     first = Manifest.read(packages[0])
@@ -84,6 +88,9 @@ def transfer_matrix(
                                 "plain base would score at chance. Ask for it with include_base=True (xft eval --base).")
     if include_base:
         rows.insert(0, MatrixRow(BASE_LABEL, "base", []))
+    if scales:
+        matrix.notes.append("Adapters interpolated toward the base (WiSE-FT), scale per language: "
+                            + ", ".join(f"{k} {v:g}" for k, v in scales.items()))
 
     # which package must be run on which language: one-language work only for per-language rows
     needed: dict[Path, list[str]] = {p: [] for p in packages}
@@ -93,9 +100,14 @@ def transfer_matrix(
             needed[Path(folder)] += [lang for lang in wanted if lang not in needed[Path(folder)]]
     results: dict[Path | None, dict[str, dict[str, float]]] = {}
 
-    def run_columns(model: Any, key: Path | None, wanted: list[str], label: str, bar: Any, task: Any) -> None:
+    def run_columns(model: Any, key: Path | None, wanted: list[str], label: str, bar: Any, task: Any,
+                    strategy: Any = None) -> None:
         for language in wanted:
             bar.update(task, description=f"{label} on {language}")
+            if strategy is not None:  # the package's adapter for this language, at this language's scale
+                if scales:
+                    strategy.scale(model, "xft-eval", scale_for(scales, language))
+                strategy.activate(model, "xft-eval", language)
             rows_ = parts[language].rows
             predictions = predict_rows(head, model, base.tokenizer, with_language(rows_, language), batch_size=batch_size,
                                        max_length=max_length, precision=precision)
@@ -113,8 +125,7 @@ def transfer_matrix(
             _, strategy = strategy_from_manifest(check_compatible(base, package), pm)
             model = strategy.attach(base.model, package, "xft-eval", head)
             try:
-                strategy.activate(model, "xft-eval")
-                run_columns(model, package, needed[package], package.name, bar, task)
+                run_columns(model, package, needed[package], package.name, bar, task, strategy)
             finally:
                 base.model = strategy.detach(model, "xft-eval")
     for row in rows:

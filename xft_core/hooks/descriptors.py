@@ -28,6 +28,7 @@ class StrategySpec:
     description: str = ""
     per_language: bool = False  # can hold one adapter per language in one model
     stackable: bool = False  # several packages can sit on one base that stays loaded (router, hot-swap)
+    language_adapters: bool = False  # what runs depends on the rows' language (MAD-X): rows are grouped by language
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -39,8 +39,10 @@ class Strategy(Protocol):
         one adapter each (only asked of strategies whose spec says `per_language=True`). The names of trainable
         parameters must not depend on the active adapter: checkpoints save and restore them by name."""
 
-    def activate(self, model: Any, adapter: str | None) -> None:
-        """Make `adapter` the one that trains and runs (None: the single set of weights)."""
+    def activate(self, model: Any, adapter: str | None, language: str | None = None) -> None:
+        """Make `adapter` the one that trains and runs (None: the single set of weights). `language` is the
+        language of the rows about to run; strategies whose spec says `language_adapters=True` (MAD-X) pick
+        that language's adapter under the task adapter, others ignore it."""
 
     def init_from(self, model: Any, folder: Path, adapters: Sequence[str]) -> None:
         """Start every adapter in `adapters` from the package saved in `folder` (config key `init_from`)."""
@@ -54,6 +56,10 @@ class Strategy(Protocol):
 
     def detach(self, model: Any, name: str) -> Any:
         """Remove adapter `name` and free its memory; return the model to run from now on."""
+
+    def scale(self, model: Any, adapter: str, factor: float) -> None:
+        """Scale what adapter `adapter` changes by `factor`: 0 gives the base model, 1 the adapter as trained, in
+        between an interpolation toward the base (WiSE-FT; new task-head weights are not interpolated)."""
 
     def base_only(self, model: Any) -> ContextManager[Any]:
         """A context in which `model` computes exactly what the base model computes."""

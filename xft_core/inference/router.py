@@ -35,6 +35,7 @@ from xft_core.adapters import AdapterError, Base
 from xft_core.evaluation.predict import predict_rows
 from xft_core.hooks import BASE_ADAPTER, ROW_LANGUAGE, Strategy
 from xft_core.inference.packages import Package, RouterStats, find_packages, routes_for
+from xft_core.util.precision import adapter_scales, resolve_precision, scale_for
 
 BASE = BASE_ADAPTER  # per-row adapter name for "the bare base model"
 AUTO = "auto"
@@ -53,7 +54,7 @@ class Router:
 
     def __init__(self, base_package_or_model: Base | str | Path, *, capacity: int = 8, fallback: str | None = None,
                  pm: Any = None, device: str | None = None, batch_size: int = 32, max_length: int = 256,
-                 model: str | None = None, precision: str = "no"):
+                 model: str | None = None, precision: str = "no", scale: float | Mapping[str, float] | None = None):
         from xft_core.adapters import load_base
         from xft_core.hooks.manager import get_plugin_manager
 
@@ -67,13 +68,15 @@ class Router:
         self.model: Any = self.base.model  # the base, or the strategy's model carrying the loaded adapters
         self.strategy: Strategy | None = None  # built from the first package; every package must share its name
         self._strategy_name = ""
+        self._language_adapters = False  # the strategy's spec: what runs depends on the rows' language (MAD-X)
+        # adapter scale per language ("*": every other language): 0 = the base model, 1 = the adapter as trained
+        self.scales: dict[str, float] = adapter_scales(scale)
         self.capacity = capacity
         self.fallback = fallback
         self.batch_size = batch_size
         self.max_length = max_length
         # "bf16"/"fp16": forwards under autocast (bf16 runs several times faster on CPUs with native bf16);
         # "no" keeps full precision, identical to plain peft; "auto" picks bf16 where supported
-        from xft_core.util.precision import resolve_precision
 
         self.precision = resolve_precision(precision, next(self.base.model.parameters()).device)
         self.stats = RouterStats()
@@ -255,7 +258,7 @@ class Router:
             raise AdapterError(f"{folder}: strategy '{spec.name}' saves whole models, which cannot be hot-swapped on one "
                                "shared base; serve it with its own process, or train with a stackable strategy such as lora")
         if self.strategy is None:
-            self.strategy, self._strategy_name = strategy, spec.name
+            self.strategy, self._strategy_name, self._language_adapters = strategy, spec.name, spec.language_adapters
         elif spec.name != self._strategy_name:
             raise AdapterError(f"{folder}: strategy '{spec.name}' differs from the '{self._strategy_name}' packages this router "
                                "serves; one router serves packages of one strategy")
@@ -365,9 +368,12 @@ class Router:
         return outputs  # type: ignore[return-value]
 
     def _run(self, rows: list[dict], names: list[str]) -> list[dict]:
-        """Forward `rows`, each through its adapter: one pass when they can mix, else one per adapter."""
-        distinct = set(names)
-        mixable = all(self._packages[n].mixed_batch for n in distinct - {BASE})
+        """Forward `rows`, each through its adapter: one pass when they can mix, else one per group of rows that
+        share an adapter (and, for language-adapter strategies or per-language scales, a language)."""
+        by_language = self._language_adapters or len(self.scales) > 1
+        keys = [(name, row.get(ROW_LANGUAGE) if by_language and name != BASE else None) for row, name in zip(rows, names)]
+        distinct = set(keys)
+        mixable = not by_language and all(self._packages[n].mixed_batch for n, _ in distinct if n != BASE)
         if len(distinct) == 1 or mixable:
             self.stats.forwards += -(-len(rows) // self.batch_size)
             self.stats.rows += len(rows)
@@ -375,21 +381,31 @@ class Router:
             return self._predict(self.model, rows)
         assert self.strategy is not None
         if len(distinct) == 1:
-            (only,) = distinct
-            if only == BASE:
+            ((name, language),) = distinct
+            if name == BASE:
                 with self.strategy.base_only(self.model):
                     return self._predict(self.model, rows)
-            self.strategy.activate(self.model, self._loaded[only])
+            self._prepare(self._loaded[name], language)
             return self._predict(self.model, rows)
         if mixable:
+            for name in {n for n, _ in distinct if n != BASE}:
+                self._prepare(self._loaded[name], None, activate=False)
             slots = [BASE if n == BASE else self._loaded[n] for n in names]
             return self._predict(self.model, rows, route=self.strategy.route(self.model, slots))
         outputs: list[dict | None] = [None] * len(rows)
-        for name in distinct:
-            index = [i for i, n in enumerate(names) if n == name]
-            for i, output in zip(index, self._run([rows[i] for i in index], [name] * len(index))):
+        for key in distinct:
+            index = [i for i, k in enumerate(keys) if k == key]
+            for i, output in zip(index, self._run([rows[i] for i in index], [key[0]] * len(index))):
                 outputs[i] = output
         return outputs  # type: ignore[return-value]
+
+    def _prepare(self, slot: str, language: str | None, *, activate: bool = True) -> None:
+        """Scale the adapter for the rows' language (when scales are set) and make it the active one."""
+        assert self.strategy is not None
+        if self.scales:
+            self.strategy.scale(self.model, slot, scale_for(self.scales, language))
+        if activate:
+            self.strategy.activate(self.model, slot, language)
 
     def _predict(self, model: Any, rows: list[dict], route: dict[str, list[Any]] | None = None) -> list[dict]:
         return predict_rows(self.base.head, model, self.base.tokenizer, rows, batch_size=self.batch_size,

@@ -89,7 +89,7 @@ def train(
                 run.sampler.set_progress(run.step / t.max_steps)
                 language = run.sampler.next_language()
                 languages.append(language)
-                run.strategy.activate(acc.unwrap_model(model), run.adapter_for(language))
+                run.strategy.activate(acc.unwrap_model(model), run.adapter_for(language), language)
                 batch = next_batch(run, language)
                 run.sampler.record(language, examples_per_step)
                 last = micro == t.gradient_accumulation_steps - 1
@@ -198,7 +198,7 @@ def evaluate_dev(run: Run) -> dict[str, dict[str, float]]:
         adapter = run.adapter_for(language)
         if run.per_language and adapter is None:
             continue
-        run.strategy.activate(model, adapter)
+        run.strategy.activate(model, adapter, language)
         predictions = predict_rows(run.head, model, run.tokenizer, with_language(part.rows, language),
                                    batch_size=run.config.training.eval_batch_size, max_length=run.config.training.max_length,
                                    precision=run.accelerator.mixed_precision)

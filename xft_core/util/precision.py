@@ -6,7 +6,7 @@ is the score the others compute."""
 from __future__ import annotations
 
 import contextlib
-from typing import Any, ContextManager
+from typing import Any, ContextManager, Mapping
 
 
 def resolve_precision(setting: str, device: Any = None) -> str:
@@ -42,3 +42,21 @@ def autocast(precision: str, device: Any = None) -> ContextManager[Any]:
     import torch
 
     return torch.autocast(device_type(device), dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+
+def adapter_scales(scale: float | Mapping[str, float] | None) -> dict[str, float]:
+    """Adapter scales as {language or "*": factor}, each in [0, 1] (0: the base model, 1: the adapter as trained)."""
+    if scale is None:
+        return {}
+    scales = {"*": float(scale)} if isinstance(scale, (int, float)) else {str(k): float(v) for k, v in scale.items()}
+    bad = {k: v for k, v in scales.items() if not 0.0 <= v <= 1.0}
+    if bad:
+        raise ValueError(f"adapter scale must be between 0 (the base model) and 1 (the adapter as trained): {bad}")
+    return scales
+
+
+def scale_for(scales: Mapping[str, float], language: str | None) -> float:
+    """The scale for rows of `language`: its own, else the "*" default, else 1."""
+    if language is not None and language in scales:
+        return scales[language]
+    return scales.get("*", 1.0)
