@@ -63,8 +63,8 @@ class FullFineTuning:
         import torch
 
         replaced = self._replaced[adapter]
-        trained = self._trained.setdefault(adapter, {k: v.detach().clone() for k, v in model.state_dict().items() if k in replaced})
         own = model.state_dict()
+        trained = self._trained.setdefault(adapter, {k: own[k].detach().clone() for k in replaced})
         with torch.no_grad():
             for key, base in replaced.items():
                 own[key].copy_(base + factor * (trained[key] - base) if base.is_floating_point() else trained[key])
