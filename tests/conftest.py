@@ -97,7 +97,7 @@ def tiny_config(model: Path, data: Path, out: Path, **over) -> dict:
         "sampler": "uniform",
         "data": {"path": str(data)},
         "training": {"max_steps": 12, "batch_size": 8, "learning_rate": 5e-3, "warmup_ratio": 0.0, "precision": "no",
-                     "log_every": 1, "seed": 7},
+                     "log_every": 1, "seed": 7, "group_by_length": False},
         "data_check": False,
     }
     training = over.pop("training", {})

@@ -21,6 +21,7 @@ CORE_COMMANDS = (
     "xft_core.cli.predict",
     "xft_core.cli.serve",
     "xft_core.cli.data",
+    "xft_core.cli.bench",
     "xft_core.cli.plugins",
 )
 

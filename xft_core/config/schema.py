@@ -29,8 +29,13 @@ class DataConfig:
     language_field: str = "language"
     max_train_examples: int = 0  # per language; 0 = all
     max_eval_examples: int = 0  # per language and split; 0 = all
+    # few-shot transfer: K labelled rows of each evaluation language without training data join the training,
+    # drawn with the run's seed from that language's train split (never from dev or test); 0 = zero-shot
+    few_shot: int = 0
 
     def __post_init__(self):
+        if self.few_shot < 0:
+            raise ConfigError(f"data.few_shot must be >= 0 (rows per target language; 0 = zero-shot), got {self.few_shot}")
         if not self.path and not self.files and not self.rows:
             raise ConfigError(
                 "data: set `data.path` (a folder or file), `data.files` ({split: {language: file}}) "
@@ -59,6 +64,13 @@ class TrainingConfig:
     early_stopping_patience: int = 0  # evaluations without improvement; 0 = off
     early_stopping_metric: str = ""  # default: the head's primary metric, averaged over dev languages
     load_best_at_end: bool = False
+    # checkpoint averaging (Schmidt et al. 2023): the final adapters average the trainable weights of the last N
+    # checkpoints (taken every save_every steps); 0 or 1 = off
+    average_checkpoints: int = 0
+    # dtype of the frozen base weights: auto = the mixed precision (bf16 on capable CPUs and GPUs), so no matmul
+    # casts them on every step; trainable weights stay float32
+    base_dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    group_by_length: bool = True  # batches of similar length (less padding); order within a language stays random
     cpu: bool = False  # force CPU even where a GPU is present
 
     def __post_init__(self):
@@ -74,6 +86,16 @@ class TrainingConfig:
             raise ConfigError(f"training.learning_rate must be positive, got {self.learning_rate}")
         if self.load_best_at_end and not self.eval_every:
             raise ConfigError("training.load_best_at_end needs training.eval_every > 0 (best is chosen among evaluations)")
+        if self.average_checkpoints < 0:
+            raise ConfigError(f"training.average_checkpoints must be >= 0, got {self.average_checkpoints}")
+        if self.average_checkpoints > 1:
+            if not self.save_every:
+                raise ConfigError("training.average_checkpoints needs training.save_every > 0 (the checkpoints to average)")
+            if self.keep_checkpoints and self.keep_checkpoints < self.average_checkpoints:
+                raise ConfigError(f"training.keep_checkpoints ({self.keep_checkpoints}) must be at least "
+                                  f"training.average_checkpoints ({self.average_checkpoints}), or 0 to keep all")
+            if self.load_best_at_end:
+                raise ConfigError("training.average_checkpoints and training.load_best_at_end exclude each other")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -96,6 +118,10 @@ class RunConfig:
     @property
     def run_dir(self) -> Path:
         return Path(self.output_dir) / self.name
+
+    def __post_init__(self):
+        if self.data.few_shot and self.adapters == "per_language":
+            raise ConfigError("data.few_shot adds target-language rows to one shared adapter: use adapters: single")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

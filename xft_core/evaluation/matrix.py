@@ -45,6 +45,7 @@ class MatrixRow:
     adapters: dict[str, str] = field(default_factory=dict)  # "adapter": {"*": folder}; per-language: {language: folder}
     run: str = ""
     cells: dict[str, dict[str, float]] = field(default_factory=dict)  # language -> metric -> value
+    few_shot: dict[str, int] = field(default_factory=dict)  # target language -> labelled rows it trained on
 
 
 def _mean(values: Sequence[float]) -> float | None:
@@ -123,7 +124,8 @@ class TransferMatrix:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "TransferMatrix":
-        rows = [MatrixRow(**{k: r[k] for k in ("label", "kind", "sources", "adapters", "run", "cells")}) for r in data["rows"]]
+        rows = [MatrixRow(**{k: r[k] for k in ("label", "kind", "sources", "adapters", "run", "cells")},
+                          few_shot=dict(r.get("few_shot", {}))) for r in data["rows"]]
         for row in rows:  # JSON has no NaN: a metric that could not be computed comes back as None
             row.cells = {lang: {m: (float("nan") if v is None else v) for m, v in c.items()} for lang, c in row.cells.items()}
         return cls(list(data["languages"]), rows, list(data["metrics"]), data.get("split", ""), data.get("task", ""),

@@ -47,7 +47,8 @@ def markdown(matrix: TransferMatrix, metric: str | None = None) -> str:
     counts = ", ".join(f"{lang} {n}" for lang, n in matrix.examples.items())
     lines = [f"# Cross-lingual transfer: {matrix.task} on the {matrix.split} split", "",
              f"Base model: `{matrix.base_model}`. Examples per language: {counts}.", "",
-             "Cells marked * are languages the row's adapter was trained on; **bold** is the best row of each column.", ""]
+             "Cells marked * are languages the row's adapter was trained on, † languages it saw a few labelled rows of "
+             "(few-shot); **bold** is the best row of each column.", ""]
     for name in [metric] + [m for m in matrix.metric_names if m != metric]:
         lines += [f"## {name}{' (primary)' if name == metric else ''}", "", *_markdown_table(matrix, name), ""]
     lines += ["## How the summary columns are computed", ""]
@@ -76,6 +77,7 @@ def _markdown_table(matrix: TransferMatrix, metric: str) -> list[str]:
         cells = []
         for language, value, top in zip(matrix.languages, row_values, best):
             text = fmt(value, scale) + ("*" if language in row.sources and row.kind == "adapter" else "")
+            text += "†" if language in row.few_shot else ""
             cells.append(f"**{text}**" if value is not None and value == top and len(matrix.rows) > 1 else text)
         cells += [fmt(summary[row.label][c], scale) for c in SUMMARY_COLUMNS]
         lines.append("| " + " | ".join([row.label.replace("|", "\\|"), *cells]) + " |")

@@ -88,6 +88,11 @@ def transfer_matrix(
                                 "plain base would score at chance. Ask for it with include_base=True (xft eval --base).")
     if include_base:
         rows.insert(0, MatrixRow(BASE_LABEL, "base", []))
+    for row in rows:
+        if row.few_shot:
+            shots = sorted(set(row.few_shot.values()))
+            matrix.notes.append(f"'{row.label}' trained on {', '.join(map(str, shots))} labelled rows of each of "
+                                f"{', '.join(sorted(row.few_shot))} besides its source languages (few-shot, marked †).")
     if scales:
         matrix.notes.append("Adapters interpolated toward the base (WiSE-FT), scale per language: "
                             + ", ".join(f"{k} {v:g}" for k, v in scales.items()))

@@ -20,11 +20,11 @@ def run_root(package: Path) -> Path | None:
     return root if package.parent.name == "adapters" and is_run_folder(root) else None
 
 
-def _language_label(languages: Sequence[str], adapter_name: str) -> str:
+def _language_label(languages: Sequence[str], adapter_name: str, few_shot: int = 0) -> str:
     if len(languages) == 1:
-        return f"{languages[0]} (zero-shot)"
+        return f"{languages[0]} ({few_shot}-shot)" if few_shot else f"{languages[0]} (zero-shot)"
     shown = "+".join(languages) if len(languages) <= 4 else f"{len(languages)} languages"
-    return f"{adapter_name} ({shown})"
+    return f"{adapter_name} ({shown}{f', {few_shot}-shot' if few_shot else ''})"
 
 
 def plan_rows(sources: Sequence[str | Path], *, each_adapter: bool = False) -> tuple[list[MatrixRow], list[Path]]:
@@ -57,8 +57,10 @@ def plan_rows(sources: Sequence[str | Path], *, each_adapter: bool = False) -> t
         if not per_language or each_adapter:
             for p, m in manifests.items():
                 name = m.data.get("adapter_name", p.name)
-                rows.append(MatrixRow(_language_label(m.languages, name), "adapter", m.languages, {"*": str(p)},
-                                      m.data.get("run", run_name)))
+                few = m.data.get("few_shot") or {}
+                k = int(few.get("k", 0))
+                rows.append(MatrixRow(_language_label(m.languages, name, k), "adapter", m.languages, {"*": str(p)},
+                                      m.data.get("run", run_name), few_shot={lang: k for lang in few.get("languages", [])}))
     _unique_labels(rows)
     return rows, runs
 

@@ -106,6 +106,24 @@ def restore_trainable(run: Any, path: Path) -> None:
             params[name].copy_(tensor)
 
 
+def average_checkpoints(run: Any, count: int) -> list[int]:
+    """Copy the mean of the trainable weights of the newest `count` complete checkpoints into the run's model;
+    returns their steps (Schmidt, Vulić & Glavaš 2023: averaging a run's snapshots transfers more robustly)."""
+    import torch
+    from safetensors.torch import load_file
+
+    newest = sorted(complete_checkpoints(run.paths.checkpoints), key=_step_of)[-count:]
+    total: dict[str, Any] = {}
+    for path in newest:
+        for name, tensor in load_file(str(path / "trainable.safetensors")).items():
+            total[name] = total[name] + tensor.double() if name in total else tensor.double()
+    params = dict(run.accelerator.unwrap_model(run.model).named_parameters())
+    with torch.no_grad():
+        for name, value in total.items():
+            params[name].copy_(value / len(newest))
+    return [_step_of(path) for path in newest]
+
+
 def load_checkpoint(run: Any, path: Path, optimizer: Any, scheduler: Any) -> dict[str, Any]:
     import torch
     from safetensors.torch import load_file

@@ -10,7 +10,13 @@ from typing import Any, Mapping
 
 from xft_core.config import RunConfig, load_config, save_config
 from xft_core.evaluation.predict import average, predict_rows, score, with_language
-from xft_core.training.checkpoints import latest_checkpoint, load_checkpoint, restore_trainable, save_checkpoint
+from xft_core.training.checkpoints import (
+    average_checkpoints,
+    latest_checkpoint,
+    load_checkpoint,
+    restore_trainable,
+    save_checkpoint,
+)
 from xft_core.training.outputs import run_summary, save_adapters
 from xft_core.training.prepare import prepare
 from xft_core.training.run import Run
@@ -76,7 +82,7 @@ def train(
     model = run.model
     model.train()
     window_examples, window_start, loss_sum, loss_count = 0, time.perf_counter(), 0.0, 0
-    total_examples, train_seconds = 0, 0.0
+    total_examples, train_seconds, tokens, padding = 0, 0.0, 0, 0
     examples_per_step = t.batch_size * acc.num_processes
     show = progress and acc.is_main_process
     with progress_bar(run.console, "loss {task.fields[loss]}", "{task.fields[speed]} ex/s", "{task.fields[language]}",
@@ -91,6 +97,9 @@ def train(
                 languages.append(language)
                 run.strategy.activate(acc.unwrap_model(model), run.adapter_for(language), language)
                 batch = next_batch(run, language)
+                if "attention_mask" in batch:
+                    mask = batch["attention_mask"]
+                    tokens, padding = tokens + mask.numel(), padding + int(mask.numel() - mask.sum())
                 run.sampler.record(language, examples_per_step)
                 last = micro == t.gradient_accumulation_steps - 1
                 context = acc.no_sync(model) if not last and acc.num_processes > 1 else contextlib.nullcontext()
@@ -139,6 +148,7 @@ def train(
                 if run.best.get("step") == run.step:
                     run.best["checkpoint"] = str(path)
     run.examples_per_second = total_examples / train_seconds if train_seconds > 0 else 0.0
+    run.padding_share = padding / tokens if tokens else 0.0
     if run.last_eval_step != run.step:
         bad_evals = evaluate_and_track(run, bad_evals)
     if t.load_best_at_end and run.best.get("checkpoint") and run.best.get("step") != run.step:
@@ -148,6 +158,12 @@ def train(
     acc.wait_for_everyone()
     if t.save_every or not latest_checkpoint(paths.checkpoints):
         save_checkpoint(run, optimizer, scheduler, {"bad_evals": bad_evals})
+    if t.average_checkpoints > 1:
+        acc.wait_for_everyone()
+        run.averaged_steps = average_checkpoints(run, t.average_checkpoints)
+        run.metrics = evaluate_dev(run) if run.dev else run.metrics
+        log(run, {"step": run.step, "eval": run.metrics, "averaged_checkpoints": run.averaged_steps})
+        run.console.print(f"Averaged the trainable weights of the checkpoints of steps {', '.join(map(str, run.averaged_steps))}")
     if acc.is_main_process:
         save_adapters(run)
     run.wall_seconds = time.perf_counter() - started
@@ -183,7 +199,7 @@ def make_scheduler(optimizer: Any, config: RunConfig) -> Any:
 def next_batch(run: Run, language: str) -> dict[str, Any]:
     """The next batch of `language`: the global batch is drawn identically on every process; each takes its share."""
     acc = run.accelerator
-    indices = run.streams[language].take(run.config.training.batch_size * acc.num_processes)
+    indices = run.streams[language].batch(run.config.training.batch_size * acc.num_processes)
     mine = indices[acc.process_index :: acc.num_processes]
     features = run.features[language]
     batch = run.head.collate([features[i] for i in mine], run.tokenizer)

@@ -35,19 +35,73 @@ def resolve_plugins(config: RunConfig, pm: Any) -> tuple[StrategySpec, Strategy,
 
 
 def load_data(config: RunConfig, head: TaskHead) -> tuple[DataSet, dict[str, Split], dict[str, Split]]:
-    """(all data, train rows per language, dev rows per evaluation language), validated by the head."""
+    """(all data, train rows per language, dev rows per evaluation language), validated by the head. With
+    `data.few_shot: K`, the train rows also hold K rows of each evaluation language that has no training data."""
     d = config.data
     data = dataset_from_config(d)
-    train_languages = list(d.train_languages) or data.languages(d.train_split)
+    train_languages = source_languages(config, data)
     if not train_languages:
         raise DataError(f"No '{d.train_split}' split found in {data_source_label(d)} (config key: data.train_split)")
     train = select(data, d.train_split, train_languages, d.max_train_examples)
+    if d.few_shot:
+        targets = [lang for lang in (d.eval_languages or ()) if lang not in train]
+        if not targets:
+            raise DataError("data.few_shot needs evaluation languages without training data (config key: data.eval_languages)")
+        train.update(few_shot_rows(data, d.train_split, targets, d.few_shot, config.training.seed))
     head.fit_labels(row for part in train.values() for row in part.rows if not head.validate_row(row))
     validate(DataSet({d.train_split: train}), head, [d.train_split])
     eval_languages = list(d.eval_languages) or train_languages
     dev = select(data, d.dev_split, eval_languages, d.max_eval_examples, required=False)
     validate(DataSet({d.dev_split: dev}), head, [d.dev_split])
     return data, train, dev
+
+
+def source_languages(config: RunConfig, data: DataSet) -> list[str]:
+    """The languages trained on with all their rows: `data.train_languages`, else every language with a train split."""
+    return list(config.data.train_languages) or data.languages(config.data.train_split)
+
+
+def few_shot_rows(data: DataSet, split: str, languages: list[str], k: int, seed: int) -> dict[str, Split]:
+    """K rows of each language's `split`, the same for a given seed whatever else is in the data."""
+    import zlib
+
+    import numpy as np
+
+    chosen: dict[str, Split] = {}
+    for language in languages:
+        part = data.get(split, language)
+        if part is None:
+            raise DataError(f"data.few_shot: no '{split}' rows for target language '{language}' to draw {k} from "
+                            "(few-shot rows come only from the train split, never from dev or test)")
+        if len(part) < k:
+            raise DataError(f"data.few_shot: {k} rows asked for '{language}', its '{split}' split has {len(part)}")
+        rng = np.random.default_rng([seed, zlib.crc32(language.encode())])
+        index = sorted(int(i) for i in rng.choice(len(part), size=k, replace=False))
+        chosen[language] = Split(language, split, [part.rows[i] for i in index], [part.where[i] for i in index])
+    return chosen
+
+
+def frozen_base_dtype(config: RunConfig, mixed_precision: str) -> Any:
+    """The dtype the frozen base weights are kept in (None: leave them as loaded, float32)."""
+    import torch
+
+    setting = config.training.base_dtype
+    if setting == "auto":
+        setting = {"bf16": "bfloat16", "fp16": "float16"}.get(mixed_precision, "float32")
+    return None if setting == "float32" else getattr(torch, setting)
+
+
+def cast_frozen(model: Any, dtype: Any) -> None:
+    """Frozen parameters to `dtype` (no cast per matmul under autocast, half the memory traffic); trainable
+    ones to float32, so the optimizer updates full-precision weights."""
+    import torch
+
+    for parameter in model.parameters():
+        if parameter.requires_grad:
+            if parameter.dtype != torch.float32:
+                parameter.data = parameter.data.float()
+        elif parameter.dtype != dtype and parameter.is_floating_point():
+            parameter.data = parameter.data.to(dtype)
 
 
 def make_accelerator(config: RunConfig) -> Any:
@@ -96,21 +150,33 @@ def prepare(config: RunConfig, *, pm: Any = None, console: Any = None) -> Run:
     model_path = resolve_model(config.model, pm)
     tokenizer = load_tokenizer(model_path)
     per_language = config.adapters == "per_language"
-    adapter_names = list(train) if per_language else [single_adapter_name(list(train))]
+    sources = source_languages(config, data)
+    adapter_names = list(train) if per_language else [single_adapter_name(sources)]
     model = strategy.apply(head.build_model(model_path, tokenizer), head, adapter_names if per_language else None)
     if config.init_from:
         strategy.init_from(model, Path(config.init_from), adapter_names)
+    dtype = frozen_base_dtype(config, accelerator.mixed_precision)
+    if dtype is not None:
+        cast_frozen(model, dtype)
+    features = {lang: head.encode(with_language(part.rows, lang), tokenizer, t.max_length) for lang, part in train.items()}
     sampler: LanguageSampler = sampler_spec.build({lang: len(part) for lang, part in train.items()}, sampler_options, t.seed)
     run = Run(
         config=config, paths=RunPaths(config.run_dir), pm=pm, console=console or make_console(stderr=True), head=head,
         strategy=strategy, strategy_spec=strategy_spec, sampler=sampler, accelerator=accelerator, model_path=model_path,
         tokenizer=tokenizer, model=model, data=data, train=train, dev=dev,
-        features={lang: head.encode(with_language(part.rows, lang), tokenizer, t.max_length) for lang, part in train.items()},
-        streams={lang: LanguageStream(len(part), t.seed + i) for i, (lang, part) in enumerate(sorted(train.items()))},
+        features=features,
+        streams={lang: LanguageStream(len(part), t.seed + i, lengths(features[lang]) if t.group_by_length else None)
+                 for i, (lang, part) in enumerate(sorted(train.items()))},
         adapter_names=adapter_names, eval_languages=list(config.data.eval_languages) or list(train),
+        few_shot_languages=[lang for lang in train if lang not in sources],
     )
     run.trainable_parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return run
+
+
+def lengths(features: list[dict[str, Any]]) -> list[int]:
+    """Tokens per encoded row (what a batch pads to)."""
+    return [len(f["input_ids"]) for f in features]
 
 
 def single_adapter_name(languages: list[str]) -> str:

@@ -42,6 +42,7 @@ class Run:
     streams: dict[str, LanguageStream]
     adapter_names: list[str]  # per_language: the languages; single: one name
     eval_languages: list[str]
+    few_shot_languages: list[str] = field(default_factory=list)  # target languages with `data.few_shot` rows
     step: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # last dev metrics per language
@@ -52,6 +53,8 @@ class Run:
     adapter_dirs: dict[str, Path] = field(default_factory=dict)
     wall_seconds: float = 0.0
     last_eval_step: int = -1
+    padding_share: float = 0.0  # padding tokens / all tokens of the training batches
+    averaged_steps: list[int] = field(default_factory=list)  # checkpoints averaged into the final weights
 
     @property
     def per_language(self) -> bool:
@@ -59,7 +62,8 @@ class Run:
 
     @property
     def train_languages(self) -> list[str]:
-        return list(self.train)
+        """The languages trained on with all their rows (few-shot languages are not among them)."""
+        return [lang for lang in self.train if lang not in self.few_shot_languages]
 
     def adapter_for(self, language: str) -> str | None:
         """The adapter that trains on and answers for `language` (None: the single set of weights)."""

@@ -1,0 +1,68 @@
+"""`xft bench transfer`: the suite's splits, its quick mode end to end, resuming, and the report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+needs_shared = pytest.mark.skipif(not (SHARED / "sib200").is_dir(), reason="needs ../shared/data")
+
+
+@needs_shared
+def test_xnli_split_keeps_test_premises_out_of_training(tmp_path):
+    from xft_core.bench.tasks import TASKS, XNLI_TRAIN_ROWS, task_data
+
+    task = TASKS["xnli"]
+    folder = task_data(task, SHARED, tmp_path)
+    source = [json.loads(line) for line in (SHARED / "nli" / "de.dev.jsonl").read_text(encoding="utf-8").splitlines()]
+    train = [json.loads(line) for line in (folder / "de.train.jsonl").read_text(encoding="utf-8").splitlines()]
+    test = [json.loads(line) for line in (folder / "de.test.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert train == source[:XNLI_TRAIN_ROWS] and len(test) == 498 and all(row in source[XNLI_TRAIN_ROWS:] for row in test)
+    assert not {r["text"] for r in train} & {r["text"] for r in test}, "no premise in both"
+    english = [json.loads(line) for line in (folder / "en.test.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [r["label"] for r in english] == [r["label"] for r in test], "the same lines in every language"
+    assert sorted(p.name for p in folder.iterdir()) == sorted(f"{lang}.{split}.jsonl" for lang in task.languages
+                                                               for split in ("train", "test"))
+    assert task_data(TASKS["sib200"], SHARED, tmp_path) == SHARED / "sib200", "shipped splits are read in place"
+
+
+@needs_shared
+def test_quick_suite_runs_every_recipe_reports_and_resumes(tmp_path, capsys):
+    from xft_core.bench.recipes import DEFAULT_RECIPES
+    from xft_core.cli.main import main
+
+    out = tmp_path / "suite"
+    recipes = [r for r in DEFAULT_RECIPES if r not in ("prompt-tuning", "madx")] + ["verbalizer-8shot"]
+    command = ["bench", "transfer", "--quick", "--out", str(out), "--no-progress", "--recipes", *recipes]
+    assert main(command) == 0, capsys.readouterr().err
+    report = json.loads((out / "transfer.json").read_text(encoding="utf-8"))
+    assert sorted(report["tasks"]) == ["sib200", "xnli"]
+    for task in report["tasks"].values():
+        assert list(task["recipes"]) == recipes
+        for recipe in task["recipes"].values():
+            assert 0 <= recipe["source_mean"] <= 1 and 0 <= recipe["zero_shot_mean"] <= 1
+            assert len(recipe["per_language"]) == 1 + len(task["targets"])
+        assert task["recipes"]["lora-head"]["zero_shot_vs_baseline"] == 0
+    runs = [json.loads(line) for line in (out / "results.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(runs) == 2 * len(recipes) and {r["seed"] for r in runs} == {0}
+    wise = next(r for r in runs if r["recipe"] == "verbalizer-wise" and r["task"] == "sib200")
+    assert wise["train_seconds"] == 0, "the WiSE-FT recipe evaluates the verbalizer's adapters, no training"
+    markdown = (out / "transfer.md").read_text(encoding="utf-8")
+    assert "| verbalizer |" in markdown and "vs base (zero-shot)" in markdown
+
+    stamp = (out / "runs" / "sib200-verbalizer-s0" / "run.json").stat().st_mtime_ns
+    assert main(command) == 0
+    assert (out / "runs" / "sib200-verbalizer-s0" / "run.json").stat().st_mtime_ns == stamp, "finished runs are kept"
+    assert len((out / "results.jsonl").read_text(encoding="utf-8").splitlines()) == len(runs)
+
+
+def test_unknown_recipe_is_named_with_the_choices(tmp_path):
+    from xft_core.bench.transfer import Suite, run_suite
+
+    with pytest.raises(ValueError, match="unknown task or recipe: nope.*recipes: lora-head"):
+        run_suite(Suite(tasks=["sib200"], recipes=["nope"], seeds=[0], out=tmp_path, data_root=tmp_path))
+    with pytest.raises(ValueError, match="'verbalizer-wise' evaluates the adapters of 'verbalizer'"):
+        run_suite(Suite(tasks=["sib200"], recipes=["verbalizer-wise"], seeds=[0], out=tmp_path, data_root=tmp_path))

@@ -1,0 +1,93 @@
+"""The tasks of the transfer suite: where their data is, how it is split, which languages are evaluated.
+
+Every task trains on English and evaluates zero-shot on the others. Data is read from a folder laid out like
+`../shared/data` (SIB-200, XNLI, UD POS); splits the source does not have are written into the suite's own
+output folder at run time (never into the project).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from xft_core.data import DataError
+
+
+@dataclass(frozen=True)
+class SuiteTask:
+    name: str
+    kind: str  # "classification" or "tagging": which recipes apply
+    folder: str  # under the data root
+    source: str  # the training language
+    targets: tuple[str, ...]  # zero-shot evaluation languages
+    eval_split: str = "test"
+    template: str = "auto"  # prompt-classification template for this task
+    label_words: dict[str, str] = field(default_factory=dict)
+    max_length: int = 128
+    how: str = ""  # how the splits are made, for the report
+
+    @property
+    def languages(self) -> list[str]:
+        return [self.source, *self.targets]
+
+
+TASKS = {
+    "sib200": SuiteTask(
+        "sib200", "classification", "sib200", "eng", ("deu", "fra", "spa", "rus", "zho", "arb", "hin", "swh", "yor"),
+        template="topic", label_words={"science/technology": "science"}, max_length=128,
+        how="SIB-200 as shipped: train on eng.train (701 rows), evaluate on each language's test split (204 rows); "
+            "the sets are parallel, so no test row is a translation of a training row"),
+    "xnli": SuiteTask(
+        "xnli", "classification", "nli", "en",
+        ("ar", "bg", "de", "el", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur", "vi", "zh"),
+        template="nli", max_length=160,
+        how="XNLI has only dev (2490 parallel rows per language, premises in groups of 3): train on en lines 1-1990, "
+            "evaluate every language on lines 1991-2490 less the 2 whose premise also occurs in lines 1-1990 (498 rows), "
+            "so no test row is a translation of a training row and no test premise was seen in training"),
+    "udpos": SuiteTask(
+        "udpos", "tagging", "ud_pos", "en", ("af", "de", "el", "es", "fr", "hi", "te", "tr", "vi", "zh"),
+        max_length=128, how="UD POS as shipped: train on en.train, evaluate on each language's test split"),
+}
+XNLI_TRAIN_ROWS = 1990  # a multiple of 3: premise groups are never cut
+
+
+def task_data(task: SuiteTask, data_root: Path, out: Path, *, eval_rows: int = 0, train_rows: int = 0) -> Path:
+    """The folder of `<lang>.<split>.jsonl` files the suite trains and evaluates on (written under `out` when the
+    source must be split or cut; the shipped folder itself otherwise)."""
+    source = Path(data_root) / task.folder
+    if not source.is_dir():
+        raise DataError(f"{source}: no such data folder for task '{task.name}' (give --data, the folder holding "
+                        f"{', '.join(sorted({t.folder for t in TASKS.values()}))})")
+    if task.name != "xnli" and not eval_rows and not train_rows:
+        return source
+    target = Path(out) / "data" / task.name
+    target.mkdir(parents=True, exist_ok=True)
+    if task.name == "xnli":  # parallel lines: a test line whose premise is also a training premise goes everywhere
+        english = _read(source / f"{task.source}.dev.jsonl")
+        seen = {row["text"] for row in english[:XNLI_TRAIN_ROWS]}
+        test_lines = [i for i in range(XNLI_TRAIN_ROWS, len(english)) if english[i]["text"] not in seen]
+    for language in task.languages:
+        if task.name == "xnli":
+            rows = _read(source / f"{language}.dev.jsonl")
+            splits = {"train": rows[:XNLI_TRAIN_ROWS], task.eval_split: [rows[i] for i in test_lines]}
+        else:
+            splits = {split: _read(source / f"{language}.{split}.jsonl")
+                      for split in ("train", task.eval_split) if (source / f"{language}.{split}.jsonl").is_file()}
+        for split, rows in splits.items():
+            limit = eval_rows if split == task.eval_split else train_rows
+            _write(target / f"{language}.{split}.jsonl", rows[:limit] if limit else rows)
+    return target
+
+
+def _read(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        raise DataError(f"{path}: missing (the transfer suite needs it)")
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _write(path: Path, rows: list[dict[str, Any]]) -> None:
+    from xft_core.util.files import atomic_write_text
+
+    atomic_write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))

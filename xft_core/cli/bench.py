@@ -1,0 +1,65 @@
+"""`xft bench transfer`: the cross-lingual transfer suite (recipes x seeds x tasks, English source, zero-shot)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from xft_core.hooks import CommandSpec, hookimpl
+
+DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"  # ../shared/data beside a checkout
+
+
+@hookimpl
+def xft_commands():
+    yield CommandSpec(name="bench", register=register, description="benchmarks: the cross-lingual transfer suite")
+
+
+def register(subparsers: Any) -> None:
+    from xft_core.bench.recipes import DEFAULT_RECIPES, RECIPES
+    from xft_core.bench.tasks import TASKS
+
+    bench = subparsers.add_parser("bench", help="benchmarks (xft bench transfer)", description="Benchmarks.")
+    bench_sub = bench.add_subparsers(dest="bench_command", metavar="COMMAND")
+    bench.set_defaults(func=lambda args: bench.print_help() or 0)
+    p = bench_sub.add_parser(
+        "transfer", help="recipes x seeds on SIB-200, XNLI and UD POS: English source, zero-shot targets",
+        description="Train every recipe on the English source of each task under one step budget, evaluate zero-shot on "
+        "the other languages, and report per recipe: English score, zero-shot average (mean and std over seeds), the "
+        "difference to the baseline, examples/s and wall time (transfer.md, transfer.json). Finished runs are kept in "
+        "results.jsonl and not repeated, so a stopped suite continues where it was. Recipes: "
+        + "; ".join(f"{name}: {r.description}" for name, r in RECIPES.items()),
+    )
+    p.add_argument("--tasks", nargs="+", default=["sib200", "xnli"], choices=list(TASKS), metavar="TASK",
+                   help=f"tasks (default: sib200 xnli; one of {', '.join(TASKS)})")
+    p.add_argument("--recipes", nargs="+", default=list(DEFAULT_RECIPES), metavar="RECIPE",
+                   help=f"recipes (default: {' '.join(DEFAULT_RECIPES)})")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--steps", type=int, default=200, help="training steps of every recipe (default 200)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--eval-rows", type=int, default=0, metavar="N", help="evaluation rows per language (0: all)")
+    p.add_argument("--model", default="gemma3-270m", help="base model (default: the embedded Gemma 3 270M)")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"folder with sib200/, nli/, ud_pos/ (default {DEFAULT_DATA})")
+    p.add_argument("--out", type=Path, default=Path("runs/bench-transfer"), help="output folder (runs, results, report)")
+    p.add_argument("--quick", action="store_true",
+                   help="a tiny offline model, 4 steps, 8 rows per language, one seed: checks the suite end to end in a minute")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_transfer)
+
+
+def cmd_transfer(args: argparse.Namespace) -> int:
+    from xft_core.bench.transfer import Suite, markdown, run_suite
+    from xft_core.util.console import console
+
+    suite = Suite(tasks=list(args.tasks), recipes=list(args.recipes), seeds=list(args.seeds), out=args.out,
+                  data_root=args.data, model=args.model, steps=args.steps, batch_size=args.batch_size,
+                  eval_rows=args.eval_rows, progress=not args.no_progress)
+    if args.quick:
+        from xft_core.bench.quick import quick_suite
+
+        suite = quick_suite(suite)
+    report = run_suite(suite)
+    console().print(markdown(report), highlight=False, soft_wrap=True, markup=False)
+    console().print(f"report: {args.out / 'transfer.md'}, {args.out / 'transfer.json'}", highlight=False)
+    return 0
