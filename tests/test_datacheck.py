@@ -381,7 +381,7 @@ def test_no_task_head_accepting_the_rows_is_an_error_naming_each_head(tmp_path, 
     with pytest.raises(DataError) as error:
         check(discover(tmp_path), pm=plugins, detector=None)
     message = str(error.value)
-    assert "--task NAME (one of: causal-lm, seq2seq, sequence-classification, token-classification)" in message
+    assert "--task NAME (one of: causal-lm, language-modeling, seq2seq, sequence-classification, token-classification)" in message
     assert re.search(r"sequence-classification: .*en\.train\.jsonl line 1: missing field 'text'", message)
 
 

@@ -161,7 +161,7 @@ def test_blocked_plugin_is_not_loaded(clean_env):
     assert "lora" not in strategies
     assert "full" in strategies
     assert pm.is_blocked("xft_lora")
-    with pytest.raises(PluginError, match="Available: full\\."):
+    with pytest.raises(PluginError, match="Unknown strategy 'lora'.*Available: full"):
         get_spec(pm, "strategies", "lora", config_key="strategy")
 
 
@@ -170,7 +170,7 @@ def test_block_plugins_env_var_blocks_by_name(clean_env):
     pm = make_plugin_manager()
     assert "lora" not in collect(pm, "strategies")
     assert "full" in collect(pm, "strategies")
-    assert collect(pm, "metrics") == {}
+    assert not {"macro_f1", "accuracy", "chrf"} & set(collect(pm, "metrics")), "xft_metrics is blocked"
     assert "temperature" in collect(pm, "samplers")
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from xft_core.hooks import ROW_LANGUAGE, RowFields, TaskHeadSpec, hookimpl
+from xft_generation.language_modeling import LanguageModeling, LanguageModelingOptions, xft_metrics  # noqa: F401 (perplexity)
 from xft_generation.languages import LANGUAGE_NAMES, language_name
 
 __all__ = ["CausalLM", "GenerationOptions", "LANGUAGE_NAMES", "Seq2Seq", "language_name"]
@@ -319,4 +320,11 @@ def xft_task_heads():
         options=GenerationOptions,
         build=Seq2Seq,
         description="Generation with encoder-decoder models (T5, mT5): translation or instructions; chrF, BLEU.",
+    )
+    yield TaskHeadSpec(
+        name="language-modeling",
+        options=LanguageModelingOptions,
+        build=LanguageModeling,
+        description="The model's own objective on unlabelled text (causal LM for decoders, masked LM for encoders); "
+                    "trains MAD-X language adapters; perplexity.",
     )

@@ -96,10 +96,10 @@ class Lora:
         if not (Path(folder) / WEIGHTS).is_file():
             raise FileNotFoundError(f"{folder}: no {WEIGHTS} to start from (config key: init_from)")
         weights = load_peft_weights(str(folder), device="cpu")
-        for adapter in adapters:
+        for adapter in [a for a in adapters if a in model.peft_config] or [DEFAULT]:  # one set of weights: "default"
             set_peft_model_state_dict(model, weights, adapter_name=adapter)
 
-    def save(self, model: Any, folder: Path, adapter: str | None, head: TaskHead) -> None:
+    def save(self, model: Any, folder: Path, adapter: str | None, head: TaskHead) -> None:  # manifest: nothing to add
         from peft.utils import get_peft_model_state_dict
         from safetensors.torch import save_file
 

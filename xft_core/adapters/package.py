@@ -24,8 +24,8 @@ def save_package(folder: Path, *, model: Any, strategy: Strategy, adapter: str |
     """Write one adapter package atomically: the strategy's files, then the manifest (last)."""
     folder = Path(folder)
     with atomic_folder(folder) as tmp:
-        strategy.save(model, tmp, adapter, head)
-        atomic_write_json(tmp / MANIFEST, {**manifest, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        extra = strategy.save(model, tmp, adapter, head) or {}
+        atomic_write_json(tmp / MANIFEST, {**manifest, **extra, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     return folder
 
 

@@ -47,8 +47,10 @@ class Strategy(Protocol):
     def init_from(self, model: Any, folder: Path, adapters: Sequence[str]) -> None:
         """Start every adapter in `adapters` from the package saved in `folder` (config key `init_from`)."""
 
-    def save(self, model: Any, folder: Path, adapter: str | None, head: TaskHead) -> None:
-        """Write the trained weights of `adapter` (None: the single set), task-head weights included, into `folder`."""
+    def save(self, model: Any, folder: Path, adapter: str | None, head: TaskHead) -> Mapping[str, Any] | None:
+        """Write the trained weights of `adapter` (None: the single set), task-head weights included, into `folder`.
+        May return entries for the package's manifest, e.g. `{"serves": [...]}`: the languages the package can
+        answer beyond those it was trained on (MAD-X: every language with a language adapter)."""
 
     def attach(self, model: Any, folder: Path, name: str, head: TaskHead) -> Any:
         """Load the package in `folder` onto `model` (the base, or a model already carrying adapters) as `name`;

@@ -51,14 +51,15 @@ def find_packages(path: str | Path) -> dict[str, Path]:
 
 
 def routes_for(packages: Mapping[str, Package]) -> dict[str, str]:
-    """Language -> adapter. A single-language package beats a multilingual one covering the language; among
+    """Language -> adapter, over the languages each package serves (its manifest's `serves`, else the languages it
+    was trained on). A single-language package beats a multilingual one covering the language; among
     several single-language packages for one language, the one named after it wins, else the first registered
     (the others, say a candidate `de-v2` next to `de`, answer when named per row with `adapters=[...]`)."""
     routes: dict[str, str] = {}
     for single in (False, True):
         claimed: dict[str, str] = {}
         for name, package in packages.items():
-            languages = package.manifest.languages
+            languages = package.manifest.serves
             if (len(languages) == 1) != single:
                 continue
             for language in languages:

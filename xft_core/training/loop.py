@@ -10,6 +10,7 @@ from typing import Any, Mapping
 
 from xft_core.config import RunConfig, load_config, save_config
 from xft_core.evaluation.predict import average, predict_rows, score, with_language
+from xft_core.hooks.manager import collect
 from xft_core.training.checkpoints import (
     average_checkpoints,
     latest_checkpoint,
@@ -233,7 +234,9 @@ def evaluate_and_track(run: Run, bad_evals: int) -> int:
     value = average(metrics, name)
     log(run, {"step": run.step, "eval": metrics, f"eval_mean_{name}": value})
     run.last_eval_step = run.step
-    if not run.best or value > run.best["value"]:
+    spec = collect(run.pm, "metrics").get(name)
+    better = (lambda a, b: a > b) if spec is None or spec.spec.greater_is_better else (lambda a, b: a < b)
+    if not run.best or better(value, run.best["value"]):
         run.best = {"step": run.step, "metric": name, "value": value, "metrics": metrics,
                     "checkpoint": run.best.get("checkpoint") if run.best else None}
         return 0

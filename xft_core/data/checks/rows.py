@@ -30,14 +30,16 @@ def task_head(pm: Any, name: str, options: Mapping[str, Any] | None = None, *, c
 
 
 def head_for_rows(pm: Any, data: DataSet) -> tuple[str, Any]:
-    """(name, head) of the first installed task head, in name order, whose `validate_row` accepts the first
-    rows of every language and split; a DataError saying why each head refused them when none does."""
+    """(name, head) of the installed task head whose `validate_row` accepts the first rows of every language and
+    split and whose fields cover most of the rows' fields (a labelled head beats one that reads only the text;
+    ties go to the first name); a DataError saying why each head refused them when none does."""
     from xft_core.hooks.manager import collect
 
     heads = collect(pm, "task_heads")
     sample = [(row, where) for by_language in data.splits.values() for part in by_language.values()
               for row, where in zip(part.rows[:FIRST_ROWS], part.where)]
-    refused = []
+    refused, accepted = [], []
+    keys = {key for row, _ in sample for key in row}
     for name in sorted(heads):
         try:
             head = task_head(pm, name)
@@ -46,9 +48,14 @@ def head_for_rows(pm: Any, data: DataSet) -> tuple[str, Any]:
             continue
         problem = next(((where, p) for row, where in sample if (p := head.validate_row(row))), None)
         if problem is None:
-            return name, head
+            covered = {getattr(head.fields, f) for f in ("text", "pair", "label", "tags", "target")} & keys
+            accepted.append((-len(covered), name, head))
+            continue
         (file, line), message = problem
         refused.append(f"  {name}: {file} line {line}: {message}")
+    if accepted:
+        _, name, head = min(accepted, key=lambda a: a[:2])
+        return name, head
     available = ", ".join(sorted(heads)) or "(none installed)"
     raise DataError("No installed task head accepts these rows, so which field holds the text is unknown:\n"
                     + "\n".join(refused) + f"\nName the task with --task NAME (one of: {available}) or check a run config.")
