@@ -191,3 +191,32 @@ def test_frozen_base_weights_in_bf16_and_trainable_in_float32(tiny_model, sentim
     assert dtypes == {(True, torch.float32), (False, torch.bfloat16)}
     kept = prepare(load_config({**config, "training": {**config["training"], "base_dtype": "float32"}}), pm=vpm)
     assert {p.dtype for p in kept.model.parameters()} == {torch.float32}
+
+
+# ------------------------------------------------------------------------------------- frozen-prefix cache
+def test_frozen_prefix_cache_gives_the_same_training_and_skips_frozen_layers(tiny_model, sentiment_data, tmp_path, pm):
+    import torch
+
+    from xft_core.training import train
+
+    def run(cache: bool, name: str):
+        config = tiny_config(tiny_model("gemma3"), sentiment_data, tmp_path, name=name, training={"max_steps": 24},
+                             strategy_options={"r": 4, "alpha": 8, "top_layers": 1, "cache_frozen_layers": cache})
+        return train(config, pm=pm, progress=False)
+
+    cached, plain = run(True, "cached"), run(False, "plain")
+    cache = cached.strategy.prefix_cache
+    assert plain.strategy.prefix_cache is None and cache is not None and cache.first == 1
+    assert cache.hits > 0, "later epochs replay the frozen layer's output"
+    losses = [(r["step"], r["loss"]) for r in cached.history if "loss" in r]
+    assert losses == [(r["step"], r["loss"]) for r in plain.history if "loss" in r], "the same losses, step by step"
+    for (name, a), (_, b) in zip(cached.unwrapped_model().named_parameters(), plain.unwrapped_model().named_parameters()):
+        assert torch.equal(a, b), name
+
+
+def test_frozen_prefix_cache_stays_off_where_layers_use_dropout(tiny_model, sentiment_data, tmp_path, pm):
+    from xft_core.config import load_config
+    from xft_core.training import prepare
+
+    config = tiny_config(tiny_model("bert"), sentiment_data, tmp_path, strategy_options={"r": 4, "alpha": 8, "top_layers": 1})
+    assert prepare(load_config(config), pm=pm).strategy.prefix_cache is None, "BERT's hidden dropout makes layers random"

@@ -26,6 +26,9 @@ class LoraOptions:
     # adapt only the top N transformer layers (0 = all): backward then stops at the lowest adapted layer,
     # which on a CPU cuts a training step by about the share of layers left out
     top_layers: int = 0
+    # with top_layers: keep each training row's output of the frozen layers below the adapted ones after its first
+    # pass and skip those layers afterwards (bit-for-bit the same forward; only for layers without dropout)
+    cache_frozen_layers: bool = True
 
     def __post_init__(self):
         if self.top_layers < 0:

@@ -36,6 +36,7 @@ class Lora:
         self.mixed_batch = not options.use_dora
         self._training = False  # set by `apply`: this instance trains, so every adapter stays trainable
         self._scales: dict[str, float] = {}  # adapter -> factor set by `scale` (1.0 when absent)
+        self.prefix_cache: Any = None  # with top_layers: the frozen layers' outputs per training row
 
     # ------------------------------------------------------------------------------------------ training
     def config(self, model: Any, head: TaskHead) -> Any:
@@ -77,6 +78,8 @@ class Lora:
         peft_model.set_adapter(names[0])
         _make_all_trainable(peft_model, names)
         self._training = True
+        if self.options.top_layers and self.options.cache_frozen_layers:
+            self.prefix_cache = _prefix_cache(peft_model, self.options.top_layers)
         return peft_model
 
     def activate(self, model: Any, adapter: str | None, language: str | None = None) -> None:
@@ -167,6 +170,19 @@ class Lora:
 
     def route(self, model: Any, names: Sequence[str]) -> dict[str, list[Any]]:
         return {"adapter_names": ["__base__" if n == BASE_ADAPTER else n for n in names]}
+
+
+def _prefix_cache(model: Any, top_layers: int) -> Any:
+    """A FrozenPrefixCache over the layers below the adapted ones, where that is exact (else None)."""
+    from xft_lora.prefix_cache import FrozenPrefixCache, is_deterministic, transformer_layers
+
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    total = getattr(config, "num_hidden_layers", None) or getattr(config, "num_layers", None) or 0
+    first = total - top_layers
+    layers = transformer_layers(model, total) if first > 0 else None
+    if layers is None or not is_deterministic(model, layers[:first]):
+        return None
+    return FrozenPrefixCache(model, layers, first)
 
 
 def _make_all_trainable(model: Any, names: Sequence[str]) -> None:

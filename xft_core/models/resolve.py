@@ -45,6 +45,9 @@ def load_tokenizer(folder: Path) -> Any:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(folder)
+    # right padding: a row's real tokens keep positions 0..n-1 whatever the batch, so its outputs do not depend on
+    # what it is batched with (decoders such as Gemma ship left padding; generation pads prompts on the left itself)
+    tokenizer.padding_side = "right"
     if tokenizer.pad_token is None:
         # decoder-only families often ship without a pad token; padding is masked, so EOS is safe to reuse
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
