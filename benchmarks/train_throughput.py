@@ -1,0 +1,191 @@
+"""Training throughput: `xft train` against the loop anyone would write, on the same examples and epochs, in one run.
+
+(a) plain   AutoModelForSequenceClassification + peft LoRA r 16 on the attention projections, AdamW, batch 16,
+            dynamic padding (DataCollatorWithPadding over shuffled rows), fp32: the Hugging Face tutorial loop.
+(b) xft     `xft train` with its defaults (task sequence-classification, LoRA on every projection, length-grouped
+            batches, precision auto), at full depth and with `top_layers: 6` (frozen-prefix cache on).
+(c) full    `xft train` with strategy full (every weight trains): its peak RSS beside LoRA's.
+
+Each variant runs in its own process (so peak RSS is its own) and reports examples/s of its training steps
+(evaluation excluded), the padding share of its batches, its peak RSS and the dev macro-F1 after training.
+
+    python benchmarks/train_throughput.py                # the embedded Gemma 3 270M on SIB-200 English
+    python benchmarks/train_throughput.py --quick        # a tiny model on a synthetic stand-in (CI)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SIB = ROOT.parent / "shared" / "data" / "sib200"
+VARIANTS = ("plain", "xft", "xft-top6", "full")
+
+
+def read(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def synthetic(folder: Path, seed: int = 0) -> Path:
+    """A stand-in of SIB-200's shape: 7 topics, sentence lengths spread like SIB's English (8 to 60 words)."""
+    rng = random.Random(seed)
+    words = "the of and to in a is that for on with as by at from this was are it be".split()
+    topics = ["science/technology", "travel", "politics", "sports", "health", "entertainment", "geography"]
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", 96), ("dev", 32)):
+        with (folder / f"eng.{split}.jsonl").open("w", encoding="utf-8") as handle:
+            for i in range(n):
+                topic = topics[i % len(topics)]
+                text = " ".join([topic.split("/")[0]] + [rng.choice(words) for _ in range(rng.randint(8, 60))])
+                handle.write(json.dumps({"text": text, "label": topic}) + "\n")
+    return folder
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# ------------------------------------------------------------------------------------------- variants
+def plain(model_path: str, data: Path, epochs: int, batch_size: int, lr: float, max_length: int, seed: int) -> dict:
+    """The loop from the tutorials: tokenise, shuffle, pad each batch to its longest row, LoRA on attention."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
+
+    from xft_metrics import macro_f1
+
+    torch.manual_seed(seed)
+    train, dev = read(data / "eng.train.jsonl"), read(data / "eng.dev.jsonl")
+    labels = sorted({r["label"] for r in train})
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForSequenceClassification.from_pretrained(model_path, num_labels=len(labels))
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model = get_peft_model(model, LoraConfig(task_type="SEQ_CLS", r=16, lora_alpha=32, lora_dropout=0.05,
+                                             target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]))
+    encode = lambda rows: [{**tokenizer(r["text"], truncation=True, max_length=max_length),  # noqa: E731
+                            "labels": labels.index(r["label"])} for r in rows]
+    features, collator = encode(train), DataCollatorWithPadding(tokenizer)
+    loader = torch.utils.data.DataLoader(features, batch_size=batch_size, shuffle=True, collate_fn=collator,
+                                         generator=torch.Generator().manual_seed(seed))
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    model.train()
+    examples, tokens, padding, seconds = 0, 0, 0, 0.0
+    for _ in range(epochs):
+        for batch in loader:
+            started = time.perf_counter()
+            loss = model(**batch).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            seconds += time.perf_counter() - started
+            examples += len(batch["labels"])
+            tokens, padding = tokens + batch["attention_mask"].numel(), padding + int((batch["attention_mask"] == 0).sum())
+    model.eval()
+    predicted = []
+    with torch.no_grad():
+        for start in range(0, len(dev), 32):
+            batch = collator([{k: v for k, v in f.items() if k != "labels"} for f in encode(dev[start : start + 32])])
+            predicted += [labels[i] for i in model(**batch).logits.argmax(-1).tolist()]
+    return {"examples_per_second": examples / seconds, "padding_share": padding / tokens, "examples": examples,
+            "dev_macro_f1": macro_f1(predicted, [r["label"] for r in dev])}
+
+
+def with_xft(model_path: str, data: Path, epochs: int, batch_size: int, lr: float, max_length: int, seed: int,
+             *, top_layers: int = 0, strategy: str = "lora") -> dict:
+    import xft_core
+
+    rows = len(read(data / "eng.train.jsonl"))
+    options = {"top_layers": top_layers} if top_layers else {}
+    out = tempfile.mkdtemp(prefix="xft-throughput-")
+    run = xft_core.train({
+        "name": "throughput", "output_dir": out, "model": model_path, "task": "sequence-classification",
+        "strategy": strategy, "strategy_options": options, "sampler": "proportional",
+        "data": {"path": str(data), "train_languages": ["eng"], "eval_languages": ["eng"], "dev_split": "dev"},
+        "training": {"max_steps": epochs * math.ceil(rows / batch_size), "batch_size": batch_size, "learning_rate": lr,
+                     "max_length": max_length, "seed": seed, "log_every": 1000, "eval_batch_size": 32},
+        "data_check": False}, progress=False)
+    return {"examples_per_second": run.examples_per_second, "padding_share": run.padding_share,
+            "examples": run.step * batch_size, "dev_macro_f1": run.metrics["eng"]["macro_f1"],
+            "precision": run.accelerator.mixed_precision}
+
+
+def child(args: argparse.Namespace) -> None:
+    common = dict(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, max_length=args.max_length, seed=args.seed)
+    data = Path(args.data)
+    if args.variant == "plain":
+        result = plain(args.model, data, **common)
+    elif args.variant == "full":
+        result = with_xft(args.model, data, **{**common, "lr": args.lr / 10}, strategy="full")
+    else:
+        result = with_xft(args.model, data, **common, top_layers=6 if args.variant == "xft-top6" else 0)
+    print("RESULT " + json.dumps({**result, "peak_rss_mb": peak_rss_mb()}), flush=True)
+
+
+# --------------------------------------------------------------------------------------------- driver
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny model, synthetic data: checks the script in seconds")
+    parser.add_argument("--model", default="gemma3-270m")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--variant", help=argparse.SUPPRESS)
+    parser.add_argument("--data", help=argparse.SUPPRESS)
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args(argv)
+    if args.variant:
+        child(args)
+        return 0
+    work = Path(tempfile.mkdtemp(prefix="xft-throughput-"))
+    if args.quick:
+        from xft_core.testing import build_tiny_model
+
+        model, data, args.epochs = str(build_tiny_model("gemma3", work / "tiny")), synthetic(work / "data"), 1
+    else:
+        from xft_core.hooks.manager import get_plugin_manager
+        from xft_core.models import resolve_model
+
+        model, data = str(resolve_model(args.model, get_plugin_manager())), SIB
+    results = {}
+    for variant in args.variants:
+        command = [sys.executable, __file__, "--variant", variant, "--model", model, "--data", str(data),
+                   "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--lr", str(args.lr),
+                   "--max-length", str(args.max_length), "--seed", str(args.seed)]
+        done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+        line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
+        if done.returncode or line is None:
+            print(done.stdout[-2000:], done.stderr[-4000:], file=sys.stderr)
+            raise SystemExit(f"variant {variant} failed ({done.returncode})")
+        results[variant] = json.loads(line[len("RESULT "):])
+        r = results[variant]
+        print(f"{variant:9s} {r['examples_per_second']:7.2f} ex/s  padding {100 * r['padding_share']:4.1f}%  "
+              f"peak RSS {r['peak_rss_mb']:7.0f} MB  dev macro-F1 {100 * r['dev_macro_f1']:5.1f}", flush=True)
+    if "plain" in results:
+        base = results["plain"]
+        for variant, r in results.items():
+            if variant != "plain":
+                print(f"{variant}/plain: {r['examples_per_second'] / base['examples_per_second']:.2f}x examples/s, "
+                      f"dev macro-F1 {100 * (r['dev_macro_f1'] - base['dev_macro_f1']):+.1f} points")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"model": args.model if not args.quick else "tiny", "epochs": args.epochs,
+                                               "batch_size": args.batch_size, "results": results}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
