@@ -30,6 +30,23 @@ def test_xnli_split_keeps_test_premises_out_of_training(tmp_path):
 
 
 @needs_shared
+def test_evaluation_rows_are_a_spread_sample_that_stays_parallel(tmp_path):
+    """SIB-200's test files are sorted by topic: a cut to N rows must sample across the file (every topic shows
+    up), reproducibly, and take the same lines in every language."""
+    from xft_core.bench.tasks import TASKS, task_data
+
+    folder = task_data(TASKS["sib200"], SHARED, tmp_path, eval_rows=50)
+    source = [json.loads(line) for line in (SHARED / "sib200" / "deu.test.jsonl").read_text(encoding="utf-8").splitlines()]
+    german = [json.loads(line) for line in (folder / "deu.test.jsonl").read_text(encoding="utf-8").splitlines()]
+    english = [json.loads(line) for line in (folder / "eng.test.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(german) == 50 and all(row in source for row in german)
+    assert len({r["label"] for r in source[:50]}) < len({r["label"] for r in source}) == len({r["label"] for r in german})
+    assert [r["label"] for r in english] == [r["label"] for r in german], "the same lines in every language"
+    again = task_data(TASKS["sib200"], SHARED, tmp_path / "again", eval_rows=50)
+    assert (again / "deu.test.jsonl").read_bytes() == (folder / "deu.test.jsonl").read_bytes()
+
+
+@needs_shared
 def test_quick_suite_runs_every_recipe_reports_and_resumes(tmp_path, capsys):
     from xft_core.bench.recipes import DEFAULT_RECIPES
     from xft_core.cli.main import main

@@ -269,6 +269,12 @@ class BitFit:
     def route(self, model: Any, names: Sequence[str]) -> dict[str, list[Any]]:
         raise NotImplementedError("bitfit: one set of biases per forward; rows of different adapters cannot mix")
 
+    def merge(self, model: Any, adapter: str, language: str | None = None) -> Any:
+        """The attached adapter's biases (and head) copied into the model's own parameters, the attachment forgotten."""
+        self.activate(model, adapter)  # writes base + adapter values (scaled, if `scale` was called) into the model
+        model.__dict__.pop(ATTACHED, None)
+        return model.eval()
+
 
 class BitFitPlugin:
     @hookimpl

@@ -108,6 +108,31 @@ def copy_package(source: Path, target: Path, **manifest_changes) -> Path:
 
 # ------------------------------------------------------------------------------------ correctness
 @pytest.mark.parametrize("family", ["bert", "gemma3"])
+def test_switching_adapters_never_walks_the_model_and_answers_like_each_adapter_alone(family, runs, pm, monkeypatch):
+    """One language per batch, switching back and forth: each switch only renames the active adapter on the
+    adapter layers (peft's set_adapter, a walk over every module, is never called) and every answer equals that
+    adapter loaded alone with plain peft."""
+    from peft import PeftModel
+    from peft.tuners.lora import LoraModel
+
+    router = Router.from_run(runs[family], pm=pm)
+    for language in LANGUAGES:
+        router.load(language)
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("peft set_adapter walked the model during serving")
+
+    solo = {language: solo_logits(runs[family], language, TEXTS[language]) for language in LANGUAGES}
+    monkeypatch.setattr(PeftModel, "set_adapter", forbidden)
+    monkeypatch.setattr(LoraModel, "set_adapter", forbidden)
+    for language in [*LANGUAGES, *reversed(LANGUAGES), LANGUAGES[0]]:
+        predictions = router.predict(TEXTS[language], language)
+        assert {p["adapter"] for p in predictions} == {language}
+        difference = worst([p["logits"] for p in predictions], solo[language])
+        assert difference < 1e-4, f"{family}/{language} after a switch: max |logit difference| {difference:.2e}"
+
+
+@pytest.mark.parametrize("family", ["bert", "gemma3"])
 def test_mixed_language_batch_equals_each_adapter_alone(family, runs, pm):
     router = Router.from_run(runs[family], pm=pm)
     texts, languages = [], []
@@ -244,7 +269,7 @@ def test_eviction_really_frees_memory(runs, pm, tmp_path):
     assert router.stats.evictions >= 198
     assert all(probe() is None for probe in probes), "evicted adapter tensors are still referenced somewhere"
     peft_names = set(router.model.peft_config)
-    assert peft_names == set(router._loaded.values()) and len(peft_names) == 2
+    assert peft_names == {entry.slot for entry in router.cache.loaded.values()} and len(peft_names) == 2
     modules_with_adapters = {n.split(".")[-1] for n, _ in router.model.named_modules() if "__v" in n.split(".")[-1]}
     assert modules_with_adapters <= peft_names
     # Bound: 25 MB. A leak of the adapter tensors alone would grow the RSS by 190 x per_adapter (> 190 MB here);
@@ -388,3 +413,154 @@ def test_concurrent_predictions_during_replaces_always_match_their_version(runs,
             t.join()
     assert not errors, errors[:3]
     assert router.adapter_version("de") == 11 and sorted(router.model.peft_config) == ["de__v11", "en__v1"]
+
+
+# ----------------------------------------------------------------------------- all-or-nothing loads
+def _truncate(folder: Path) -> None:
+    weights = folder / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+
+
+def _rewrite(folder: Path, change) -> None:
+    from safetensors.torch import load_file, save_file
+
+    weights = folder / "adapter_model.safetensors"
+    save_file(change(load_file(weights)), weights)
+
+
+def _grow_lora_a(tensors):  # every lora_A one row longer: the shapes do not fit the model
+    import torch
+
+    return {k: torch.zeros(v.shape[0] + 1, *v.shape[1:]) if "lora_A" in k else v for k, v in tensors.items()}
+
+
+def _rename_lora_a(tensors):  # keys the model has no place for, and its own missing
+    return {k.replace("lora_A", "lora_Q"): v for k, v in tensors.items()}
+
+
+def _overwrite_base(folder: Path) -> None:  # loads fine with plain peft, and writes into the SHARED base embeddings
+    import torch
+
+    base = json.loads((folder / "xft.json").read_text())["base_model"]
+    config = json.loads((Path(base) / "config.json").read_text())
+    zeros = torch.zeros(config["vocab_size"], config["hidden_size"])
+    _rewrite(folder, lambda tensors: {**tensors, "base_model.model.bert.embeddings.word_embeddings.weight": zeros})
+
+
+CORRUPTIONS = {
+    "truncated": _truncate,
+    "wrong shapes": lambda folder: _rewrite(folder, _grow_lora_a),
+    "wrong keys": lambda folder: _rewrite(folder, _rename_lora_a),
+    "writes the base": _overwrite_base,
+}
+
+
+def _state(router: Router) -> dict:
+    """Everything a failed load must leave as it was: outputs to the bit (every loaded adapter and the bare base),
+    the loaded set, the registry and its versions, the model's modules."""
+    loaded = router.loaded()  # in LRU order, before the predict below touches them
+    names = sorted(loaded) + [BASE]
+    texts = [TEXTS[lang][i] for i in range(2) for lang in LANGUAGES][: len(names) * 2]
+    adapters = [names[i % len(names)] for i in range(len(texts))]
+    outputs = router.predict(texts, adapters=adapters)
+    return {"logits": [p["logits"] for p in outputs], "loaded": loaded, "stats": router.stats.loads,
+            "registry": {n: (str(f), router.adapter_version(n), router.adapter_hash(n)) for n, f in router.registered().items()},
+            "modules": [n for n, _ in router.model.named_modules()], "model": id(router.model)}
+
+
+@pytest.mark.parametrize("corruption", sorted(CORRUPTIONS))
+@pytest.mark.parametrize("loaded", [(), ("en", "ru")], ids=["bare base", "cache full"])
+def test_a_failed_load_leaves_the_router_exactly_as_it_was(corruption, loaded, runs, pm, tmp_path):
+    from xft_core.inference.packages import AdapterLoadError
+
+    router = Router.from_run(runs["bert"], pm=pm, capacity=2)
+    for name in loaded:
+        router.load(name)
+    bad = copy_package(runs["bert"] / "adapters" / "de", tmp_path / "bad")
+    CORRUPTIONS[corruption](bad)
+    before = _state(router)
+    base_modules = [n for n, _ in router.base.model.named_modules()]
+    attempts = {
+        "register + load": lambda: (router.register("bad", bad), router.load("bad")),
+        "replace, eager": lambda: router.replace("en", bad, load=True),
+        "replace of a lazily registered copy": lambda: (router.replace("de", bad), router.predict(["x"], adapters="de")),
+    }
+    for what, attempt in attempts.items():
+        saved = router.registered().get("de"), router.adapter_version("de")
+        with pytest.raises(AdapterLoadError, match="adapter_model.safetensors") as caught:
+            attempt()
+        assert str(bad) in str(caught.value) and "xft-adapter-" not in str(caught.value), "names the package, not the copy"
+        if what == "register + load":
+            assert "bad" in router.registered(), "register validates the manifest only; the load is what failed"
+            router.unregister("bad")
+        if what.startswith("replace of a lazily"):
+            router.replace("de", saved[0])  # the lazy replace itself succeeded (a version counted); put it back
+            router.stats.loads, router.stats.failed_loads = before["stats"], 0
+            before["registry"]["de"] = (str(saved[0]), router.adapter_version("de"), router.adapter_hash("de"))
+        after = _state(router)
+        assert after == before, f"{what}: the router changed"
+    assert [n for n, _ in router.base.model.named_modules()] == base_modules, "no layer injected into the base stays"
+    if not loaded:
+        assert router.model is router.base.model and not hasattr(router.model, "peft_config")
+
+
+def test_a_package_that_changed_on_disk_while_evicted_comes_back_as_a_new_version(runs, pm, tmp_path):
+    from xft_core.inference.packages import content_hash
+
+    folder = copy_package(runs["bert"] / "adapters" / "de", tmp_path / "de")
+    router = Router(folder, pm=pm, capacity=1)
+    router.register("de", folder)
+    router.register("en", runs["bert"] / "adapters" / "en")
+    first = router.predict(TEXTS["de"], adapters="de")
+    hash_1 = content_hash(folder)
+    assert {(p["adapter_version"], p["adapter_hash"]) for p in first} == {(1, hash_1)} and len(hash_1) == 12
+    assert worst([p["logits"] for p in first], solo_logits(runs["bert"], "de", TEXTS["de"])) < 1e-4
+
+    router.load("en")  # capacity 1: `de` is evicted
+    for file in ("adapter_model.safetensors", "adapter_config.json"):
+        shutil.copy(runs["de-v2"] / "adapters" / "de" / file, folder / file)
+    assert router.adapter_hash("de") == hash_1, "nothing is read until the adapter loads again"
+    second = router.predict(TEXTS["de"], adapters="de")
+    hash_2 = content_hash(folder)
+    assert hash_2 != hash_1 and {(p["adapter_version"], p["adapter_hash"]) for p in second} == {(2, hash_2)}
+    assert worst([p["logits"] for p in second], solo_logits(runs["de-v2"], "de", TEXTS["de"])) < 1e-4
+    assert (router.adapter_version("de"), router.adapter_hash("de")) == (2, hash_2)
+
+    router.load("en")
+    shutil.rmtree(folder)
+    copy_package(runs["bert"] / "adapters" / "de", folder)  # the first content again: its hash, a new version
+    third = router.predict(TEXTS["de"], adapters="de")
+    assert {(p["adapter_version"], p["adapter_hash"]) for p in third} == {(3, hash_1)}
+    assert [p["logits"] for p in third] == [p["logits"] for p in first]
+    assert router.replace("de", folder) == 4 and router.adapter_hash("de") == hash_1, "a replace always counts on"
+
+
+def test_a_package_holding_a_symbolic_link_is_refused(runs, pm, tmp_path):
+    router = Router.from_run(runs["bert"], pm=pm)
+    package = copy_package(runs["bert"] / "adapters" / "de", tmp_path / "de")
+    (package / "adapter_model.safetensors").unlink()
+    (package / "adapter_model.safetensors").symlink_to(runs["bert"] / "adapters" / "de" / "adapter_model.safetensors")
+    with pytest.raises(AdapterError, match="symbolic link"):
+        router.register("linked", package)
+
+
+def test_the_fallback_adapter_cannot_be_unregistered(runs, pm):
+    router = Router.from_run(runs["bert"], pm=pm, fallback="en")
+    with pytest.raises(AdapterError, match="fallback"):
+        router.unregister("en")
+    assert "en" in router.registered() and router.predict([TEXTS["en"][0]], "fr")[0]["adapter"] == "en"
+    router.unregister("de")
+    assert router.predict([TEXTS["de"][0]], "de")[0]["adapter"] == "en", "its languages go to the fallback"
+
+
+def test_capacity_one_serves_mixed_batches_one_adapter_at_a_time(runs, pm):
+    texts = [TEXTS[lang][i] for i in range(2) for lang in LANGUAGES] + ["lamp"]
+    languages = [lang for _ in range(2) for lang in LANGUAGES] + ["xx"]
+    router = Router.from_run(runs["bert"], pm=pm, capacity=1)
+    narrow = router.predict(texts, languages)
+    base_alone = router.predict(["lamp"], adapters=BASE)[0]["logits"]  # the base head is the same router's
+    assert router.loaded() == ["ru"] and router.stats.forwards == 4
+    wide = Router.from_run(runs["bert"], pm=pm, capacity=8).predict(texts[:-1], languages[:-1])
+    assert worst([p["logits"] for p in narrow[:-1]], [p["logits"] for p in wide]) < 1e-5
+    assert worst([narrow[-1]["logits"]], [base_alone]) < 1e-6
+    assert [p["adapter_version"] for p in narrow] == [1] * 6 + [None]

@@ -115,7 +115,10 @@ class FakeRouter:
     def unpin(self, name):
         self._pinned.discard(name)
 
-    def replace(self, name, folder):
+    def adapter_hash(self, name):
+        return f"{self.versions[name]:012x}"
+
+    def replace(self, name, folder, *, load=False):
         from xft_core.adapters import AdapterError
 
         self._touch("replace", name)
@@ -157,7 +160,7 @@ async def _with_app(app, body):
 def test_concurrent_requests_share_batches_and_swaps_run_between_them(tmp_path):
     router = FakeRouter(delay=0.02)
     (tmp_path / "de-v2").mkdir()
-    app = create_app(router, max_batch=16, max_wait_ms=20)
+    app = create_app(router, max_batch=16, max_wait_ms=20, trust_loopback=True, adapter_roots=[tmp_path])
 
     async def body(client):
         async def one(i):
@@ -186,9 +189,10 @@ def test_concurrent_requests_share_batches_and_swaps_run_between_them(tmp_path):
     assert {p["adapter_version"] for p in second if p["adapter"] == "de"} <= {1, 2}
 
 
-def test_errors_and_limits_in_process():
+def test_errors_and_limits_in_process(tmp_path):
     router = FakeRouter()
-    app = create_app(router, max_request_rows=4, max_text_chars=50, max_body_bytes=2000)
+    app = create_app(router, max_request_rows=4, max_text_chars=50, max_body_bytes=2000, trust_loopback=True,
+                     adapter_roots=[tmp_path])
 
     async def body(client):
         r = {}
@@ -206,7 +210,8 @@ def test_errors_and_limits_in_process():
         r["extra"] = await client.post("/v1/predict", json={"text": "a", "lang": "en"})
         r["bad_row"] = await client.post("/v1/predict", json={"text": "boom", "language": "en"})
         r["delete_unknown"] = await client.delete("/v1/adapters/fr")
-        r["put_missing"] = await client.put("/v1/adapters/fr", json={"path": "/no/such/folder"})
+        r["put_missing"] = await client.put("/v1/adapters/fr", json={"path": str(tmp_path / "no" / "such")})
+        r["put_outside"] = await client.put("/v1/adapters/fr", json={"path": "/no/such/folder"})
         r["put_relative"] = await client.put("/v1/adapters/fr", json={"path": "relative/folder"})
         r["put_no_path"] = await client.put("/v1/adapters/fr", json={"pin": True})
         r["list"] = await client.get("/v1/adapters")
@@ -228,6 +233,7 @@ def test_errors_and_limits_in_process():
     assert r["bad_row"].status_code == 422 and "boom" in r["bad_row"].json()["detail"]
     assert r["delete_unknown"].status_code == 404 and "'fr'" in r["delete_unknown"].json()["detail"]
     assert r["put_missing"].status_code == 400 and "does not exist" in r["put_missing"].json()["detail"]
+    assert r["put_outside"].status_code == 403 and "outside the adapter roots" in r["put_outside"].json()["detail"]
     assert r["put_relative"].status_code == 400 and "absolute" in r["put_relative"].json()["detail"]
     assert r["put_no_path"].status_code == 422
     listing = r["list"].json()
@@ -252,7 +258,7 @@ def test_one_bad_request_fails_alone_inside_a_shared_batch():
 
 def test_put_new_adapter_pin_and_delete_in_process(tmp_path):
     router = FakeRouter()
-    app = create_app(router)
+    app = create_app(router, trust_loopback=True, adapter_roots=[tmp_path])
     (tmp_path / "fr").mkdir()
     (tmp_path / "otherbase").mkdir()
 
@@ -331,7 +337,7 @@ def _train_adapters(model: Path, root: Path) -> dict:
     manifest = json.loads((foreign / "xft.json").read_text())
     manifest["base_fingerprint"] = "0" * 64
     (foreign / "xft.json").write_text(json.dumps(manifest))
-    return {"run": run.paths.root, "packages": dict(run.adapter_dirs), "de": versions, "foreign": foreign}
+    return {"run": run.paths.root, "packages": dict(run.adapter_dirs), "de": versions, "foreign": foreign, "root": root}
 
 
 @pytest.fixture(scope="module")
@@ -379,7 +385,7 @@ def server(adapters, tmp_path_factory):
     # one torch thread: a tiny model gains nothing from more, and a busy 2-core machine stalls on oversubscription
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "xft_core.cli", "serve", str(adapters["run"]), "--port", str(port),
-               "--max-batch", "32", "--max-wait-ms", "10", "--capacity", "8"]
+               "--max-batch", "32", "--max-wait-ms", "10", "--capacity", "8", "--adapter-root", str(adapters["root"])]
     with log.open("w") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
@@ -559,3 +565,28 @@ def test_real_server_listing_errors_and_unload(server, adapters, expected):
         assert p["adapter"] == "es" and _distance(p["scores"], expected["languages"]["es"]) < 1e-4
         assert "es" in client.get("/v1/adapters").json()["pinned"]
         assert client.get("/healthz").json()["status"] == "ok"
+
+
+def test_a_corrupt_put_is_a_4xx_naming_the_file_and_changes_nothing(server, adapters, expected, tmp_path_factory):
+    corrupt = adapters["root"] / "corrupt-ru"  # inside the adapter root: refused for its content, not its place
+    shutil.rmtree(corrupt, ignore_errors=True)
+    shutil.copytree(adapters["packages"]["ru"], corrupt)
+    weights = corrupt / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])
+    rows = [{"text": TEXTS[lang], "language": lang} for lang in ("en", "ru", "es")]
+    with httpx.Client(base_url=server, timeout=60) as client:
+        before = client.get("/v1/adapters").json()
+        answers = client.post("/v1/predict", json={"inputs": rows}).json()["predictions"]
+        for name in ("ru", "ru-new"):  # a new version of a loaded adapter, and a new adapter
+            r = client.put(f"/v1/adapters/{name}", json={"path": str(corrupt)})
+            assert r.status_code == 400 and "adapter_model.safetensors" in r.json()["detail"], r.text
+        after = client.get("/v1/adapters").json()
+        again = client.post("/v1/predict", json={"inputs": rows}).json()["predictions"]
+    assert again == answers, "the same request answers the same, to the bit"
+    for lang, p in zip(("en", "ru", "es"), again):
+        assert _distance(p["scores"], expected["languages"][lang]) < 1e-4
+    for key in ("registered", "pinned"):
+        assert after[key] == before[key]
+    assert sorted(after["loaded"]) == sorted(before["loaded"]) and len(after["loaded"]) <= after["capacity"]
+    assert after["adapters"]["ru"] == before["adapters"]["ru"]
+    assert after["router_stats"]["failed_loads"] == before["router_stats"]["failed_loads"] + 2

@@ -87,14 +87,21 @@ class GatedRouter:
     def registered(self):
         return dict(self.folders)
 
-    def replace(self, name, folder):
+    def replace(self, name, folder, *, load=False):
         self._record("replace", name, Path(folder))
+        if load and name in self.refuse_load:  # like the real router: a failed load changes nothing
+            raise ValueError(f"{folder}: adapter was trained on a different base model")
         self.folders[name] = Path(folder)
         self.versions[name] += 1
+        if load and name not in self._loaded:
+            self._loaded.append(name)
         return self.versions[name]
 
     def adapter_version(self, name):
         return self.versions[name]
+
+    def adapter_hash(self, name):
+        return f"{abs(hash((name, str(self.folders[name])))):012x}"[:12]
 
     def adapter_languages(self, name):
         return self.languages[name]
@@ -248,9 +255,12 @@ def test_describe_reports_what_the_protocol_says():
         "capacity": 3,
         "fallback": "en",
         "adapters": {
-            "de": {"path": "/adapters/de-v2", "version": 2, "languages": ["de"], "loaded": True, "pinned": False},
-            "en": {"path": "/adapters/en", "version": 1, "languages": ["en"], "loaded": True, "pinned": True},
-            "fr": {"path": "/adapters/fr", "version": 1, "languages": ["fr", "wa"], "loaded": False, "pinned": False},
+            "de": {"path": "/adapters/de-v2", "version": 2, "hash": router.adapter_hash("de"), "languages": ["de"],
+                   "loaded": True, "pinned": False},
+            "en": {"path": "/adapters/en", "version": 1, "hash": router.adapter_hash("en"), "languages": ["en"],
+                   "loaded": True, "pinned": True},
+            "fr": {"path": "/adapters/fr", "version": 1, "hash": router.adapter_hash("fr"), "languages": ["fr", "wa"],
+                   "loaded": False, "pinned": False},
         },
         "router_stats": {"forwards": 7},
     }
@@ -262,8 +272,8 @@ def test_put_registers_loads_and_pins_a_new_adapter(tmp_path):
 
     result = put_adapter(router, "fr", tmp_path / "fr", pin=True)
 
-    assert result == {"name": "fr", "version": 1, "replaced": False, "pinned": True, "languages": ["fr"],
-                      "path": str(tmp_path / "fr")}
+    assert result == {"name": "fr", "version": 1, "hash": router.adapter_hash("fr"), "replaced": False, "pinned": True,
+                      "languages": ["fr"], "path": str(tmp_path / "fr")}
     assert router.loaded()[-1] == "fr" and router.pinned() == ["fr"]
 
 
@@ -287,8 +297,9 @@ def test_a_put_that_fails_to_load_leaves_the_router_as_it_was(tmp_path):
 
     with pytest.raises(ValueError, match="different base model"):
         put_adapter(router, "de", tmp_path / "de-v2")
-    assert router.registered()["de"] == Path("/adapters/de"), "the version that worked is back"
-    assert router.adapter_version("de") == 3, "versions only count on"
+    assert router.registered()["de"] == Path("/adapters/de"), "the version that worked still answers"
+    assert router.adapter_version("de") == 1 and "de" not in router.loaded(), "a failed replace changes nothing"
+    assert [call[0] for call in router.log] == ["replace"], "one all-or-nothing call: nothing to undo"
 
     with pytest.raises(ValueError, match="different base model"):
         put_adapter(router, "it", tmp_path / "it")
@@ -310,7 +321,8 @@ def test_delete_unregisters_pinned_or_not_and_refuses_unknown_names():
     router.pin("de")
     router.replace("de", Path("/adapters/de-v2"))
 
-    assert delete_adapter(router, "de") == {"name": "de", "deleted": True, "version": 2}
+    content = router.adapter_hash("de")
+    assert delete_adapter(router, "de") == {"name": "de", "deleted": True, "version": 2, "hash": content}
     assert "de" not in router.registered() and "de" not in router.loaded() and router.pinned() == []
     with pytest.raises(KeyError):
         delete_adapter(router, "de")
@@ -333,7 +345,7 @@ def test_the_real_router_offers_every_method_of_the_protocol():
     from xft_core.inference.router import Router
 
     methods = [name for name, value in vars(RouterLike).items() if not name.startswith("_") and callable(value)]
-    assert len(methods) == 12, methods
+    assert len(methods) == 13, methods
     for name in methods:
         wanted = inspect.signature(getattr(RouterLike, name))
         offered = inspect.signature(getattr(Router, name))
@@ -342,3 +354,54 @@ def test_the_real_router_offers_every_method_of_the_protocol():
             assert offered.parameters[parameter.name].kind == parameter.kind, f"Router.{name}({parameter.name}) kind differs"
         extra = [p for p in offered.parameters.values() if p.name not in wanted.parameters and p.default is p.empty]
         assert not extra, f"Router.{name} requires parameters the server does not pass: {extra}"
+
+
+# -------------------------------------------------------------------------------------- shutdown
+def test_stop_answers_what_is_queued_and_running_and_refuses_new_work():
+    from xft_core.inference.batcher import ShuttingDown
+
+    router = GatedRouter()
+    router.gate.clear()
+
+    async def body(batcher):
+        running = asyncio.create_task(batcher.predict(["running"], ["en"]))
+        assert await asyncio.to_thread(router.entered.wait, 30)
+        queued = [asyncio.create_task(batcher.predict([f"queued{i}"], ["de"])) for i in range(3)]
+        put = asyncio.create_task(batcher.control("delete de", lambda: delete_adapter(router, "de")))
+        await asyncio.sleep(0)
+        stopping = asyncio.create_task(batcher.stop(drain_seconds=30))
+        await asyncio.sleep(0.05)
+        with pytest.raises(ShuttingDown):
+            await batcher.predict(["late"], ["en"])
+        with pytest.raises(ShuttingDown):
+            await batcher.inspect(lambda: None)
+        assert not stopping.done(), "stop waits for the work it accepted"
+        router.gate.set()
+        await stopping
+        return await running, [await q for q in queued], await put
+
+    running, queued, put = run(router, body, max_batch=1)
+    assert running[0]["text"] == "running" and [q[0]["text"] for q in queued] == ["queued0", "queued1", "queued2"]
+    assert put["deleted"] is True and "late" not in [t for call in router.calls("predict") for t in call]
+
+
+def test_stop_after_its_drain_time_fails_what_is_left_instead_of_leaving_it_waiting():
+    from xft_core.inference.batcher import ShuttingDown
+
+    router = GatedRouter()
+    router.gate.clear()
+
+    async def body(batcher):
+        running = asyncio.create_task(batcher.predict(["running"], ["en"]))
+        assert await asyncio.to_thread(router.entered.wait, 30)
+        queued = asyncio.create_task(batcher.predict(["queued"], ["en"]))
+        await asyncio.sleep(0)
+        opener = threading.Timer(0.5, router.gate.set)  # the stuck forward ends a while after the drain time
+        opener.start()
+        await batcher.stop(drain_seconds=0.1)
+        opener.join()
+        return await asyncio.gather(running, queued, return_exceptions=True)
+
+    running, queued = run(router, body, max_batch=1)
+    assert isinstance(running, ShuttingDown) and isinstance(queued, ShuttingDown)
+    assert router.calls("predict") == [["running"]], "nothing new started after the drain time"

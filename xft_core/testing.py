@@ -256,3 +256,52 @@ def tiny_model_cache(family: str, root: str | Path) -> Path:
     except OSError:  # another process finished first
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+# ------------------------------------------------------------------------------------------ plugin managers
+def plugin_manager(*plugins: Any, builtins: bool | Iterable[str] = True) -> Any:
+    """A fresh plugin manager for a test: xft's built-in plugins registered by hand, then `plugins`.
+
+    No entry-point scan and no discovery controls: whatever else is installed, and whatever XFT_BLOCK_PLUGINS or
+    XFT_DISABLE_PLUGIN_AUTOLOAD say, the manager holds exactly xft's own plugins and the ones given, so a test
+    reads the same everywhere. The built-ins are the entry points of xft's own distribution (group "xft"), by
+    their entry-point names (`xft_lora`, `xft_samplers`, ...) and with xft as their distribution; `builtins` may
+    name the ones to register, or be False for none.
+
+    Each plugin is a module, a class or an object with `@hookimpl` functions, registered under its `__name__` (for
+    an object: its class's), or a `(name, plugin)` pair to choose the name::
+
+        pm = plugin_manager(xft_ia3)                          # built-ins + the plugin module
+        pm = plugin_manager(("mine", Mine()), builtins=["xft_classification", "xft_samplers"])
+    """
+    from importlib import metadata
+
+    from xft_core.hooks.manager import ENTRY_POINT_GROUP, make_plugin_manager
+
+    pm = make_plugin_manager(autoload=False)
+    for name, _ in pm.list_name_plugin():  # names blocked through XFT_BLOCK_PLUGINS: a test decides for itself
+        if name is not None and pm.is_blocked(name):
+            pm.unblock(name)
+    if builtins is not False:
+        try:
+            distribution = metadata.distribution("xft")
+        except metadata.PackageNotFoundError:
+            raise RuntimeError("plugin_manager: xft's built-in plugins are the entry points of the installed xft "
+                               "distribution; install xft (pip install -e . in a checkout)") from None
+        wanted = None if builtins is True else set(builtins)
+        points = [ep for ep in distribution.entry_points if ep.group == ENTRY_POINT_GROUP]
+        unknown = sorted(wanted - {ep.name for ep in points}) if wanted is not None else []
+        if unknown:
+            raise ValueError(f"plugin_manager: no built-in plugin {', '.join(unknown)}; "
+                             f"built-ins: {', '.join(sorted(ep.name for ep in points))}")
+        for ep in points:
+            if wanted is None or ep.name in wanted:
+                pm.register(ep.load(), name=ep.name)
+                pm.distributions[ep.name] = (distribution.metadata["Name"], distribution.version)
+    for item in plugins:
+        name, plugin = item if isinstance(item, tuple) else (None, item)
+        if name is None:
+            name = getattr(plugin, "__name__", None) or type(plugin).__name__
+        pm.register(plugin, name=name)
+    pm.check_pending()
+    return pm

@@ -51,21 +51,28 @@ class SequenceClassification:
         for key in (o.text_field, o.label_field):
             if key not in row:
                 return f"missing field '{key}' (fields present: {', '.join(row) or 'none'})"
-        text = row[o.text_field]
-        if not isinstance(text, str) or not text.strip():
-            return f"field '{o.text_field}' is empty"
-        if o.pair_field in row and (not isinstance(row[o.pair_field], str) or not row[o.pair_field].strip()):
-            return f"field '{o.pair_field}' is empty"
-        label = str(row[o.label_field]).strip()
+        for key in (o.text_field, o.pair_field):
+            if key in row and (problem := _text_problem(key, row[key])):
+                return problem
+        value = row[o.label_field]
+        if value is None:
+            return f"field '{o.label_field}' is null; every training and evaluation row needs a label"
+        if not isinstance(value, (str, int, float)):  # bool is an int
+            return f"field '{o.label_field}' must be a string or a number, got {type(value).__name__} {value!r}"[:200]
+        label = str(value).strip()
         if not label:
             return f"field '{o.label_field}' is empty"
+        if "\n" in label or "\r" in label:
+            return (f"field '{o.label_field}' holds a line break ({label[:40]!r}); in a CSV or TSV file an unbalanced "
+                    "quote swallows the rows that follow it into one cell")
         if self.labels and label not in self.labels:
             return f'field "{o.label_field}" is "{label}", not one of: {", ".join(self.labels)}'
         return None
 
     def fit_labels(self, rows) -> None:
         if not self.labels:
-            self.labels = sorted({str(r[self.options.label_field]).strip() for r in rows})
+            field = self.options.label_field
+            self.labels = sorted({str(r[field]).strip() for r in rows if r.get(field) is not None})
 
     def label_info(self) -> dict[str, Any]:
         return {"labels": list(self.labels)}
@@ -147,6 +154,16 @@ class SequenceClassification:
     def metric_inputs(self, predictions, rows) -> tuple[list, list]:
         field = self.options.label_field
         return [p["label"] for p in predictions], [str(r[field]).strip() for r in rows]
+
+
+def _text_problem(key: str, value: Any) -> str | None:
+    if value is None:
+        return f"field '{key}' is null"
+    if not isinstance(value, str):
+        return f"field '{key}' must be a string, got {type(value).__name__} {value!r}"[:200]
+    if not value.strip():
+        return f"field '{key}' is empty"
+    return None
 
 
 @hookimpl

@@ -86,6 +86,14 @@ class FullFineTuning:
     def route(self, model: Any, names: Sequence[str]) -> dict[str, list[Any]]:
         raise NotImplementedError("full fine-tuning holds one set of weights: rows of different packages cannot mix")
 
+    def merge(self, model: Any, adapter: str, language: str | None = None) -> Any:
+        """The model itself: `attach` copied the package's weights in (at the scale `scale` set)."""
+        if adapter not in self._replaced:
+            raise KeyError(f"full: no package '{adapter}' attached (attached: {', '.join(self._replaced) or 'none'})")
+        self._replaced.clear()  # the weights in place are the export's now; nothing is put back
+        self._trained.clear()
+        return model.eval()
+
 
 def _read(folder: Path) -> dict[str, Any]:
     from safetensors.torch import load_file

@@ -190,6 +190,18 @@ class Madx:
     def route(self, model: Any, names: Sequence[str]) -> dict[str, list[Any]]:
         raise NotImplementedError("madx: peft cannot route rows through stacks (mixed_batch is False)")
 
+    def merge(self, model: Any, adapter: str, language: str | None = None) -> Any:
+        """One language's model: the task adapter and `language`'s adapter under it (the source language's when
+        `language` has none, or is None) merged into the weights. Other languages need their own export."""
+        stack = self._stack(adapter)
+        chosen = stack.source if language is None and stack.source else self._language(stack, language)
+        self.activate(model, adapter, chosen)
+        merged = model.merge_and_unload(adapter_names=[stack.languages[chosen], stack.task])
+        self._stacks.pop(adapter, None)
+        if "peft_config" in vars(merged):
+            del merged.peft_config
+        return merged.eval()
+
     def served_languages(self, model: Any, adapter: str | None) -> list[str]:
         """Every language a package serves with its own language adapter (for the manifest, if the engine asks)."""
         return sorted(self._stack(adapter or TASK).languages)

@@ -169,6 +169,14 @@ class PromptTuning:
         raise NotImplementedError("prompt-tuning cannot mix soft prompts within one forward (mixed_batch is False); "
                                   "run one forward per adapter after activate()")
 
+    def merge(self, model: Any, adapter: str, language: str | None = None) -> Any:
+        raise NotImplementedError(
+            f"prompt-tuning: adapter '{adapter}' cannot be merged into the model's weights: a soft prompt is "
+            f"{self.options.num_virtual_tokens} trained input embeddings put in front of every input, not a change of "
+            "any weight. Serve the package with xft (xft serve / xft predict), or load it with "
+            "peft.PeftModel.from_pretrained(base, package) where plain peft is wanted."
+        )
+
 
 # ---------------------------------------------------------------------------------------------- helpers
 def _refuse_unsupported(model: Any, kind: str) -> None:

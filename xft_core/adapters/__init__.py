@@ -4,12 +4,14 @@ from xft_core.adapters.manifest import MANIFEST, AdapterError, Manifest, base_fi
 from xft_core.adapters.package import (
     Base,
     attach,
+    check_base,
     check_compatible,
+    check_init_from,
     head_from_manifest,
     load_base,
     save_package,
     strategy_from_manifest,
 )
 
-__all__ = ["MANIFEST", "AdapterError", "Base", "Manifest", "attach", "base_fingerprint", "check_compatible",
-           "head_from_manifest", "load_base", "save_package", "strategy_from_manifest"]
+__all__ = ["MANIFEST", "AdapterError", "Base", "Manifest", "attach", "base_fingerprint", "check_base", "check_compatible",
+           "check_init_from", "head_from_manifest", "load_base", "save_package", "strategy_from_manifest"]

@@ -81,15 +81,30 @@ def load_base(folder_or_manifest: Path | Manifest, pm: Any = None, *, model: str
     return Base(base_model, tokenizer, head, model_path, base_fingerprint(model_path), manifest, pm)
 
 
-def check_compatible(base: Base, folder: Path) -> Manifest:
-    """The package's manifest, after checking it was trained on this base model and task, with no pickle files."""
-    manifest = Manifest.read(folder)
-    want, have = manifest.data.get("base_fingerprint"), base.fingerprint
-    if want and want != have:
+def check_base(folder: Path, manifest: Manifest, fingerprint: str, base: str, *, key: str = "") -> None:
+    """The package's `base_fingerprint` is `fingerprint` (of the base model `base`); a package without one is
+    refused too, since nothing else tells what it was trained on. `key`: the config key that named the package."""
+    where = f" (config key: {key})" if key else ""
+    want = manifest.data.get("base_fingerprint")
+    if not want:
         raise AdapterError(
-            f"{folder}: adapter was trained on a different base model (fingerprint {want[:12]}…, "
-            f"base '{manifest.data.get('base_model')}'); the loaded base is {base.model_path} ({have[:12]}…)."
+            f"{folder}: {MANIFEST} has no base_fingerprint{where}, so nothing shows which base model the adapter was "
+            "trained on. Train it again with xft (which writes it), or, if you know its base model, add it: "
+            f'"base_fingerprint": the output of python -c "from xft_core.adapters import base_fingerprint; '
+            f"print(base_fingerprint('BASE_MODEL_FOLDER'))\""
         )
+    if want != fingerprint:
+        raise AdapterError(
+            f"{folder}: adapter was trained on a different base model{where} (fingerprint {str(want)[:12]}…, "
+            f"base '{manifest.data.get('base_model')}'); the base here is {base} ({fingerprint[:12]}…)."
+        )
+
+
+def check_compatible(base: Base, folder: Path) -> Manifest:
+    """The package's manifest, after checking it was trained on this base model and task, with no pickle files.
+    Every path that attaches a package (`attach`, the router, the transfer matrix) goes through here."""
+    manifest = Manifest.read(folder)
+    check_base(folder, manifest, base.fingerprint, str(base.model_path))
     if manifest.data.get("task") != base.manifest.data.get("task"):
         raise AdapterError(f"{folder}: task '{manifest.data.get('task')}' does not match the loaded base's task "
                            f"'{base.manifest.data.get('task')}'")
@@ -99,6 +114,13 @@ def check_compatible(base: Base, folder: Path) -> Manifest:
     unsafe = [p.name for p in Path(folder).iterdir() if p.suffix in PICKLE_SUFFIXES]
     if unsafe:
         raise AdapterError(f"{folder}: holds pickle files ({', '.join(unsafe)}); xft loads only safetensors")
+    return manifest
+
+
+def check_init_from(folder: Path, model_path: Path) -> Manifest:
+    """A training run's `init_from` package was trained on the run's base model (`model_path`)."""
+    manifest = Manifest.read(Path(folder))
+    check_base(Path(folder), manifest, base_fingerprint(model_path), str(model_path), key="init_from")
     return manifest
 
 

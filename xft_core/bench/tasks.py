@@ -77,8 +77,19 @@ def task_data(task: SuiteTask, data_root: Path, out: Path, *, eval_rows: int = 0
                       for split in ("train", task.eval_split) if (source / f"{language}.{split}.jsonl").is_file()}
         for split, rows in splits.items():
             limit = eval_rows if split == task.eval_split else train_rows
-            _write(target / f"{language}.{split}.jsonl", rows[:limit] if limit else rows)
+            _write(target / f"{language}.{split}.jsonl", spread_sample(rows, limit, key=f"{task.name}:{split}"))
     return target
+
+
+def spread_sample(rows: list[dict[str, Any]], limit: int, *, key: str) -> list[dict[str, Any]]:
+    """`limit` rows drawn at random (seeded by `key`, kept in file order), not the first `limit`: the shipped files
+    are often sorted by label (SIB-200's test split starts with 50 rows of one topic). Files of one length get the
+    same line numbers, so parallel sets stay parallel."""
+    if not limit or limit >= len(rows):
+        return rows
+    import random
+
+    return [rows[i] for i in sorted(random.Random(key).sample(range(len(rows)), limit))]
 
 
 def _read(path: Path) -> list[dict[str, Any]]:

@@ -66,12 +66,12 @@ def register(subparsers: Any) -> None:
 def load(source: str, task: str | None, pm: Any) -> tuple[Any, str | None, Any, list[str], int | None]:
     """(DataSet, task name or None, task head or None, the config's languages, the config's max_length) for a data
     path or a run config. Without a config or --task, the head is chosen once the data is narrowed down."""
-    from xft_core.data import discover
     from xft_core.data.checks import task_head
+    from xft_core.data.loading import dataset_from_path
 
     path = Path(source)
     if path.suffix.lower() not in (".yaml", ".yml"):
-        return discover(path), task, task_head(pm, task, config_key="--task") if task else None, [], None
+        return dataset_from_path(source, pm), task, task_head(pm, task, config_key="--task") if task else None, [], None
     from xft_core.config import load_config
     from xft_core.data.loading import dataset_from_config
 
@@ -79,7 +79,7 @@ def load(source: str, task: str | None, pm: Any) -> tuple[Any, str | None, Any, 
     name = task or config.task
     head = task_head(pm, name, config.task_options if name == config.task else {}, config_key="--task" if task else "task")
     languages = list(dict.fromkeys([*config.data.train_languages, *config.data.eval_languages]))
-    return dataset_from_config(config.data), name, head, languages, config.training.max_length
+    return dataset_from_config(config.data, pm), name, head, languages, config.training.max_length
 
 
 def cmd_data_check(args: argparse.Namespace) -> int:

@@ -8,10 +8,18 @@ built-in plugins), then entry-point plugins add theirs; heavy imports happen ins
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import traceback
+import warnings
 from importlib import import_module
 from typing import Any
 
+from rich.markup import escape
+
+from xft_core.config.load import ConfigWarning
+from xft_core.data.readers import DataWarning
+from xft_core.hooks.manager import PluginError
 from xft_core.util.console import console, print_error
 from xft_core.version import __version__
 
@@ -23,6 +31,8 @@ CORE_COMMANDS = (
     "xft_core.cli.data",
     "xft_core.cli.bench",
     "xft_core.cli.plugins",
+    "xft_core.cli.doctor",
+    "xft_core.cli.export",
 )
 
 
@@ -52,24 +62,82 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 0
+    """Run one command. Errors the user can fix print one `error:` line (never wrapped at the terminal width) and
+    exit 2; a bug prints one line asking to report it and exits 1; XFT_DEBUG=1 adds the traceback. Data and config
+    warnings print as `warning:` lines."""
+    with warnings.catch_warnings():
+        for category in (DataWarning, ConfigWarning):
+            warnings.simplefilter("default", category)
+        shown = warnings.showwarning
+
+        def show(message: Warning | str, category: type[Warning], *rest: Any, **kwargs: Any) -> None:
+            if issubclass(category, (DataWarning, ConfigWarning)):
+                print_warning(str(message))
+            else:
+                shown(message, category, *rest, **kwargs)
+
+        warnings.showwarning = show
+        try:
+            parser = build_parser()
+        except PluginError as exc:  # an entry point that fails to import names itself
+            return report(exc)
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 0
+        try:
+            return int(args.func(args) or 0)
+        except KeyboardInterrupt:
+            console(stderr=True).print("[yellow]interrupted[/]: the last complete checkpoint is intact; continue with --resume")
+            return 130
+        except Exception as exc:
+            return report(exc)
+
+
+def report(exc: BaseException) -> int:
+    """Print one error line for `exc` and return the exit status: 2 for what the user can fix, 1 for a bug."""
     from xft_core.adapters import AdapterError
     from xft_core.config import ConfigError
     from xft_core.data import DataError
-    from xft_core.hooks.manager import PluginError
+
+    debug = os.environ.get("XFT_DEBUG", "") not in ("", "0", "false")
+    if debug:
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+    hint = "" if debug else " (rerun with XFT_DEBUG=1 for the traceback)"
+    if isinstance(exc, (ConfigError, DataError, PluginError, AdapterError, OSError)):
+        print_error(_printable(str(exc)))
+        return 2
+    plugin = _plugin_of(exc)
+    if isinstance(exc, (ValueError, RuntimeError)):
+        where = f"{plugin} raised " if plugin else ""
+        print_error(_printable(f"{where}{type(exc).__name__}: {exc}{hint}"))
+        return 2
+    owner = f"{plugin}, a bug in that plugin" if plugin else "a bug in xft"
+    print_error(_printable(f"internal error, {type(exc).__name__}: {exc} ({owner}). Please report it"
+                           + (" with the traceback above" if debug else ", with the traceback that XFT_DEBUG=1 prints")))
+    return 1
+
+
+def print_warning(message: str) -> None:
+    """`warning: <message>` on stderr, never wrapped at the terminal width."""
+    console(stderr=True).print(f"[yellow]warning:[/] {escape(_printable(message))}", highlight=False, soft_wrap=True)
+
+
+def _printable(message: str) -> str:
+    """The message with rich markup escaped (print_error reads markup) and lone surrogates written as escapes."""
+    return escape(message.encode("utf-8", "backslashreplace").decode("utf-8"))
+
+
+def _plugin_of(exc: BaseException) -> str | None:
+    """`plugin 'name' (distribution)` when a registered plugin's code is in the traceback, else None."""
+    from xft_core.hooks.manager import describe_plugin, get_plugin_manager, plugin_in_traceback
 
     try:
-        return int(args.func(args) or 0)
-    except (ConfigError, DataError, PluginError, AdapterError, FileExistsError, FileNotFoundError) as exc:
-        print_error(str(exc))
-        return 2
-    except KeyboardInterrupt:
-        console(stderr=True).print("[yellow]interrupted[/]: the last complete checkpoint is intact; continue with --resume")
-        return 130
+        pm = get_plugin_manager()
+        name = plugin_in_traceback(pm, exc.__traceback__)
+        return describe_plugin(pm, name) if name else None
+    except Exception:  # naming the plugin is a courtesy; the error itself is still printed
+        return None
 
 
 if __name__ == "__main__":

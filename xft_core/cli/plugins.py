@@ -34,10 +34,16 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     for kind in KINDS:
         for name, item in collect(pm, kind).items():
             provided.setdefault(item.plugin, []).append(f"{SINGULAR[kind]}: {name}")
-    for plugin_name, _ in sorted(pm.list_name_plugin(), key=lambda x: x[0] or ""):
+    blocked = []
+    for plugin_name, plugin in sorted(pm.list_name_plugin(), key=lambda x: x[0] or ""):
+        if plugin is None:  # pluggy keeps a blocked name with no plugin
+            blocked.append(plugin_name)
+            continue
         dist, version = plugin_distribution(pm, plugin_name)
         table.add_row(plugin_name, dist, version, "\n".join(provided.get(plugin_name, [])) or "(hooks only)")
     console().print(table)
+    if blocked:
+        console().print(f"blocked (XFT_BLOCK_PLUGINS): {', '.join(blocked)}")
     if args.verbose:
         for kind in KINDS:
             for name, item in sorted(collect(pm, kind).items()):

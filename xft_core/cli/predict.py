@@ -17,7 +17,7 @@ from xft_core.adapters import AdapterError
 from xft_core.hooks import CommandSpec, hookimpl
 
 # fields of a router prediction that stay out of the command's output
-_HIDDEN = ("logits", "adapter_version", "language", "adapter")
+_HIDDEN = ("logits", "adapter_version", "adapter_hash", "language", "adapter")
 
 
 @hookimpl

@@ -1,12 +1,16 @@
 """`xft serve`: a run's adapters over HTTP, hot-swapped at run time, with dynamic batching across requests.
 
 The app is `xft_core.inference.app.create_app`; this module only builds the router and starts uvicorn.
-fastapi, uvicorn and the model load inside `cmd_serve`, so `xft --help` stays instant.
+fastapi, uvicorn and the model load inside `cmd_serve`, so `xft --help` stays instant. Safe defaults
+(docs/security.md): loopback bind; adapter administration needs an admin token unless the server is on loopback;
+PUT loads only from the adapter roots (default: the folder being served).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +47,15 @@ def register(subparsers: Any) -> None:
     p.add_argument("--max-request-rows", type=int, default=256, help="most inputs in one request (413 above)")
     p.add_argument("--max-text-chars", type=int, default=4096, help="longest text accepted (413 above)")
     p.add_argument("--max-body-bytes", type=int, default=1_000_000, help="largest request body (413 above)")
+    p.add_argument("--admin-token", default=None, metavar="TOKEN",
+                   help="token that PUT/DELETE /v1/adapters must send as 'Authorization: Bearer TOKEN' (at least 16 "
+                        "characters). Prefer the environment variable XFT_ADMIN_TOKEN: arguments show in `ps`. Without a "
+                        "token, adapter administration is open on a loopback address only, and off otherwise")
+    p.add_argument("--adapter-root", action="append", default=None, metavar="DIR", dest="adapter_roots",
+                   help="a folder PUT /v1/adapters may load packages from (repeatable; default: RUN_OR_ADAPTERS). Paths "
+                        "are judged after resolving symbolic links and '..'")
+    p.add_argument("--shutdown-timeout", type=float, default=30,
+                   help="on SIGTERM/Ctrl-C, seconds to let requests in flight finish before they are cut (default 30)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=False, help="log every request")
     p.set_defaults(func=cmd_serve)
@@ -60,7 +73,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from xft_core.inference.app import create_app
+    from xft_core.inference.security import TOKEN_ENV, AdminAccess, is_loopback
 
+    token = args.admin_token if args.admin_token is not None else os.environ.get(TOKEN_ENV) or None
+    roots = [Path(root).expanduser() for root in (args.adapter_roots or [args.target])]
+    trust_loopback = is_loopback(args.host)
+    AdminAccess(token, trust_loopback=trust_loopback, roots=roots)  # a too-short token fails before the model loads
     router = build_router(args.target, capacity=args.capacity, fallback=args.fallback, device=args.device,
                           precision=args.precision)
     app = create_app(
@@ -70,6 +88,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_request_rows=args.max_request_rows,
         max_text_chars=args.max_text_chars,
         max_body_bytes=args.max_body_bytes,
+        admin_token=token,
+        trust_loopback=trust_loopback,
+        adapter_roots=roots,
+        drain_seconds=args.shutdown_timeout,
     )
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=args.access_log)
+    print(f"xft serve on {args.host}:{args.port}; {app.state.access.describe()}", file=sys.stderr, flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=args.access_log,
+                timeout_graceful_shutdown=args.shutdown_timeout)
     return 0

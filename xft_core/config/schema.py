@@ -26,7 +26,10 @@ class DataConfig:
     train_split: str = "train"
     dev_split: str = "dev"
     test_split: str = "test"
-    language_field: str = "language"
+    language_field: str = "language"  # the column holding each row's language, where one file or table holds several
+    # languages read from a data source that keeps each language apart (a Hub dataset with one config per language);
+    # empty: train_languages + eval_languages, else all
+    languages: list[str] = field(default_factory=list)
     max_train_examples: int = 0  # per language; 0 = all
     max_eval_examples: int = 0  # per language and split; 0 = all
     # few-shot transfer: K labelled rows of each evaluation language without training data join the training,
@@ -72,6 +75,8 @@ class TrainingConfig:
     base_dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     group_by_length: bool = True  # batches of similar length (less padding); order within a language stays random
     cpu: bool = False  # force CPU even where a GPU is present
+    # experiment trackers, Accelerate's names (tensorboard, mlflow, trackio, wandb, ...); local files go to <run>/trackers
+    report_to: list[str] = field(default_factory=list)
 
     def __post_init__(self):
         for name in ("max_steps", "batch_size", "gradient_accumulation_steps", "max_length", "eval_batch_size"):
@@ -96,11 +101,28 @@ class TrainingConfig:
                                   f"training.average_checkpoints ({self.average_checkpoints}), or 0 to keep all")
             if self.load_best_at_end:
                 raise ConfigError("training.average_checkpoints and training.load_best_at_end exclude each other")
+        if self.report_to:
+            check_report_to(self.report_to)
+
+
+def check_report_to(names: list[str], key: str = "training.report_to") -> None:
+    """Each name must be a tracker Accelerate knows (whether its package is installed is checked when training starts)."""
+    from accelerate.tracking import LOGGER_TYPE_TO_CLASS  # imported only when trackers are asked for (it loads torch)
+
+    for name in names:
+        if name not in LOGGER_TYPE_TO_CLASS:
+            raise ConfigError(f"{key}: unknown tracker {name!r}. Choose from: {', '.join(sorted(LOGGER_TYPE_TO_CLASS))}")
+
+
+def is_plain_name(name: str) -> bool:
+    """A single folder name: a run's `name` never reaches outside `output_dir`."""
+    return (bool(name) and name not in (".", "..") and not any(c in name for c in "/\\\0")
+            and not Path(name).is_absolute())
 
 
 @dataclass(frozen=True, kw_only=True)
 class RunConfig:
-    name: str = "run"
+    name: str = "run"  # the run folder's name under output_dir: one plain folder name
     output_dir: str = "runs"
     model: str = "gemma3-270m"
     task: str = "sequence-classification"
@@ -120,6 +142,10 @@ class RunConfig:
         return Path(self.output_dir) / self.name
 
     def __post_init__(self):
+        if not is_plain_name(self.name):
+            raise ConfigError(f"name: {self.name!r} is not a plain folder name (config key: name). The run folder is "
+                              "<output_dir>/<name>, so the name may not be empty, '.' or '..', absolute, or hold '/' or '\\'; "
+                              "put parent folders in output_dir.")
         if self.data.few_shot and self.adapters == "per_language":
             raise ConfigError("data.few_shot adds target-language rows to one shared adapter: use adapters: single")
 

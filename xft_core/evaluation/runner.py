@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
 from xft_core.adapters import Manifest
+from xft_core.config.load import check_max_length
 from xft_core.evaluation.matrix import BASE_LABEL, MatrixRow, TransferMatrix
 from xft_core.evaluation.plots import training_curves
 from xft_core.evaluation.predict import predict_rows, score, with_language
@@ -73,6 +74,7 @@ def transfer_matrix(
     # the runs' own precision by default, so the matrix agrees with the dev scores logged in training
     precision = resolve_precision(precision or _config_value(runs, lambda c: c.training.precision, "no"), device or "cpu")
     base = load_base(packages[0], pm, device=device)
+    check_max_length(max_length, base.model.config, key="--max-length (Python: max_length)")
     head = base.head
     metric_specs = collect(pm, "metrics")
     matrix = TransferMatrix(columns, [], list(head.metric_names), split, first.data.get("task", ""),

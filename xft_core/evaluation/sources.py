@@ -97,8 +97,8 @@ def eval_data(data: Any, runs: list[Path], split: str | None, languages: Sequenc
               max_examples: int) -> tuple[dict[str, Any], str]:
     """(language -> Split, split name) for the evaluation columns, validated by the head."""
     from xft_core.config import RunConfig, load_config
-    from xft_core.data import DataError, DataSet, discover, select, validate
-    from xft_core.data.loading import data_source_label, dataset_from_config
+    from xft_core.data import DataError, DataSet, select, validate
+    from xft_core.data.loading import data_source_label, dataset_from_config, dataset_from_path
 
     if data is None:
         if not runs:
@@ -110,7 +110,7 @@ def eval_data(data: Any, runs: list[Path], split: str | None, languages: Sequenc
         data = dataset_from_config(data.data)
     elif not isinstance(data, DataSet):
         where = str(data)
-        data = discover(data)
+        data = dataset_from_path(data)
     else:
         where = "data set"
     split = split or "test"

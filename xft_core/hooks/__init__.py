@@ -8,6 +8,10 @@ from xft_core.hooks.descriptors import (
     KINDS,
     SINGULAR,
     CommandSpec,
+    DataPart,
+    DataRequest,
+    DataSourceError,
+    DataSourceSpec,
     MetricSpec,
     ModelSourceSpec,
     NoOptions,
@@ -21,7 +25,8 @@ from xft_core.hooks.sampling import ProbabilitySampler, proportions
 from xft_core.hooks.spec import hookimpl, hookspec
 
 __all__ = [
-    "BASE_ADAPTER", "KINDS", "ROW_LANGUAGE", "SINGULAR", "CommandSpec", "LanguageSampler", "MetricSpec", "ModelKind",
+    "BASE_ADAPTER", "KINDS", "ROW_LANGUAGE", "SINGULAR", "CommandSpec", "DataPart", "DataRequest", "DataSourceError",
+    "DataSourceSpec", "LanguageSampler", "MetricSpec", "ModelKind",
     "ModelSourceSpec", "NoOptions", "PluginConflictError", "PluginError", "ProbabilitySampler", "RowFields", "SamplerSpec",
     "Strategy", "StrategySpec", "TaskHead", "TaskHeadSpec", "hookimpl", "hookspec", "proportions",
 ]

@@ -7,10 +7,12 @@ Discovery controls:
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import types
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import pluggy
 
@@ -104,7 +106,86 @@ def collect(pm: pluggy.PluginManager, kind: str) -> dict[str, Provided]:
                     f"({_dist_label(pm, other)}) and by plugin '{plugin_name}' ({_dist_label(pm, plugin_name)}). "
                     f"Uninstall one, or block it with XFT_BLOCK_PLUGINS={plugin_name}."
                 )
-            found[spec.name] = Provided(spec, plugin_name)
+            found[spec.name] = Provided(_guarded(pm, kind, spec, plugin_name), plugin_name)
+    return found
+
+
+def _guarded(pm: pluggy.PluginManager, kind: str, spec: Any, plugin_name: str) -> Any:
+    """The descriptor with its `build` (strategies, samplers, task heads) wrapped in a GuardedBuild."""
+    build = getattr(spec, "build", None)
+    if not callable(build) or isinstance(build, GuardedBuild):
+        return spec
+    guard = GuardedBuild(build, f"{SINGULAR[kind]} '{spec.name}'", plugin_name, _dist_label(pm, plugin_name))
+    return dataclasses.replace(spec, build=guard)
+
+
+class GuardedBuild:
+    """A descriptor's `build`: whatever it raises comes out as a PluginError naming the plugin and its distribution
+    (the original exception is its `__cause__`). Equal to another guard of the same function."""
+
+    def __init__(self, function: Callable[..., Any], what: str, plugin: str, distribution: str) -> None:
+        self.function, self.what, self.plugin, self.distribution = function, what, plugin, distribution
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return self.function(*args, **kwargs)
+        except PluginError:
+            raise
+        except Exception as exc:
+            raise PluginError(f"Plugin '{self.plugin}' ({self.distribution}) failed to build {self.what}: "
+                              f"{type(exc).__name__}: {exc}") from exc
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, GuardedBuild):
+            return bool(self.function == other.function)
+        return bool(self.function == other)
+
+    def __hash__(self) -> int:
+        return hash(self.function)
+
+    def __repr__(self) -> str:
+        return f"GuardedBuild({self.function!r}, plugin={self.plugin!r})"
+
+
+def describe_plugin(pm: pluggy.PluginManager, plugin_name: str) -> str:
+    """`plugin 'name' (distribution version)` for messages."""
+    return f"plugin '{plugin_name}' ({_dist_label(pm, plugin_name)})"
+
+
+def plugin_modules(pm: pluggy.PluginManager) -> dict[str, str]:
+    """Module name -> plugin name for every registered plugin that is not xft's own code: the module of the
+    plugin object, then the top-level package of entry-point plugins (more specific names first)."""
+    exact: dict[str, str] = {}
+    for name, plugin in pm.list_name_plugin():
+        if plugin is None:
+            continue
+        if isinstance(plugin, types.ModuleType):
+            module = plugin.__name__
+        elif isinstance(plugin, type):
+            module = plugin.__module__
+        else:
+            module = type(plugin).__module__
+        if module and module.split(".")[0] != "xft_core":
+            exact.setdefault(module, name)
+    found = dict(exact)
+    distributions = pm.distributions if isinstance(pm, XftPluginManager) else {}
+    for module, name in exact.items():
+        if name in distributions:
+            found.setdefault(module.split(".")[0], name)
+    return found
+
+
+def plugin_in_traceback(pm: pluggy.PluginManager, tb: types.TracebackType | None) -> str | None:
+    """The registered plugin whose code is innermost in a traceback (the one that raised, or called what raised);
+    None when no plugin's code is in it."""
+    modules = plugin_modules(pm)
+    found = None
+    while tb is not None:
+        module = str(tb.tb_frame.f_globals.get("__name__", ""))
+        matches = [prefix for prefix in modules if module == prefix or module.startswith(prefix + ".")]
+        if matches:
+            found = modules[max(matches, key=len)]
+        tb = tb.tb_next
     return found
 
 

@@ -28,8 +28,8 @@ class Strategy(Protocol):
     """What `StrategySpec.build` returns: one strategy bound to its options.
 
     Training calls `apply`, `activate`, `init_from` and `save`; evaluation and the router call `attach`,
-    `activate`, `route`, `base_only` and `detach`. `model` is whatever the previous call returned (a plain
-    transformers model, or the strategy's own wrapper around it)."""
+    `activate`, `route`, `base_only` and `detach`; export calls `attach`, then `merge`. `model` is whatever the
+    previous call returned (a plain transformers model, or the strategy's own wrapper around it)."""
 
     mixed_batch: bool
     """Rows of different adapters can share one forward pass (through `route`)."""
@@ -69,6 +69,12 @@ class Strategy(Protocol):
     def route(self, model: Any, names: Sequence[str]) -> dict[str, list[Any]]:
         """Forward keyword arguments that send row i through adapter `names[i]` (`BASE_ADAPTER`: none), one list
         entry per row, so that a batch cut into pieces can cut them too. Asked only when `mixed_batch` is True."""
+
+    def merge(self, model: Any, adapter: str, language: str | None = None) -> Any:
+        """Return a plain transformers model (no wrapper of the strategy's) computing what `model` computes with
+        `adapter` active, its change folded into the weights (`xft export --to merged`). `model` is consumed: it
+        may be changed in place, and other attached adapters are dropped. `language` as in `activate`. A strategy
+        whose change is not a weight change (a soft prompt) raises NotImplementedError saying why."""
 
 
 # -------------------------------------------------------------------------------------------- task head

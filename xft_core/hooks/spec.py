@@ -16,6 +16,7 @@ import pluggy
 if TYPE_CHECKING:
     from xft_core.hooks.descriptors import (
         CommandSpec,
+        DataSourceSpec,
         MetricSpec,
         ModelSourceSpec,
         SamplerSpec,
@@ -74,6 +75,20 @@ def xft_model_sources() -> Iterable[ModelSourceSpec]:
         @hookimpl
         def xft_model_sources():
             yield ModelSourceSpec(name="my-zoo", resolve=lambda ref, cache: Path(ZOO, ref) if ref in ZOO_IDS else None)
+    """
+
+
+@hookspec
+def xft_data_sources() -> Iterable[DataSourceSpec]:
+    """Declare where training and evaluation data come from (Parquet files, a saved `datasets` folder, the Hub).
+    A source answers whether it reads a `data.path` reference and yields the rows per (language, split).
+
+    Example::
+
+        @hookimpl
+        def xft_data_sources():
+            yield DataSourceSpec(name="my-store", matches=lambda ref: ref.startswith("store:"),
+                                 load=lambda request: read_store(request.reference), priority=10)
     """
 
 

@@ -1,124 +1,61 @@
 """The HTTP app of `xft serve`: hot-swap inference with dynamic batching across requests and languages.
 
 One router holds the base model once; the app never touches it from the event loop. Every request is
-validated here (body size, rows, text length) and handed to the `Batcher` (batcher.py), which runs
+validated here (body size, rows, text length, bodies.py) and handed to the `Batcher` (batcher.py), which runs
 predictions in shared batches and adapter changes (admin.py) between them, all on one inference thread.
+Who may change adapters, and from which folders, is security.py's (docs/security.md).
 
     GET    /healthz                 the batcher is running (never waits on the model)
     POST   /v1/predict              {"text", "language"} or {"inputs": [{"text", "language"}, ...]}
-    GET    /v1/adapters             registered, loaded and pinned adapters, versions, stats, limits
-    PUT    /v1/adapters/{name}      {"path": "/abs/folder", "pin": true|false}: register, or a new version
-    DELETE /v1/adapters/{name}      unregister (and unload)
+    GET    /v1/adapters             registered, loaded and pinned adapters, versions, hashes, stats, limits
+                                    (package paths only for administrators, and only inside the adapter roots)
+    PUT    /v1/adapters/{name}      {"path": "/abs/folder", "pin": true|false}: register, or a new version (admin)
+    DELETE /v1/adapters/{name}      unregister and unload (admin)
+
+Status codes: 4xx for every request the server refuses (with a JSON `detail`), 503 when it cannot take work now
+(queue full, shutting down, an adapter's files failed to load), 500 only for a failure of the server itself.
 
 Example::
 
     from xft_core.inference.app import create_app
     from xft_core.inference.router import Router
-    app = create_app(Router.from_run("runs/reviews"), max_batch=64, max_wait_ms=5)
+    app = create_app(Router.from_run("runs/reviews"), admin_token=token, adapter_roots=["runs/reviews"])
     # uvicorn.run(app, host="127.0.0.1", port=8000)
 """
 
 from __future__ import annotations
 
-import json
+import logging
+from collections.abc import Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from xft_core.inference.admin import delete_adapter, describe, put_adapter
+from xft_core.inference.admin import Conflict, check_name, delete_adapter, describe, put_adapter
 from xft_core.inference.batcher import Batcher, Busy
+from xft_core.inference.bodies import (
+    DEFAULT_MAX_BODY_BYTES,
+    AdapterRequest,
+    BodyLimit,
+    PredictRequest,
+    json_bytes,
+    printable,
+    validation_detail,
+)
 from xft_core.inference.protocol import RouterLike
+from xft_core.inference.security import AdminAccess, AdminGate, Denied
 from xft_core.version import __version__
 
-DEFAULT_MAX_BODY_BYTES = 1_000_000
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "create_app"]
+
+log = logging.getLogger("xft.serve")
 
 
-class BodyLimit:
-    """ASGI middleware: 413 for a request body over `limit` bytes, whether declared by content-length or
-    streamed in chunks. The body is read here in full (it is small by then) and replayed to the app."""
-
-    def __init__(self, app: Any, limit: int):
-        self.app = app
-        self.limit = int(limit)
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        for key, value in scope.get("headers", []):
-            if key == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    declared = 0
-                if declared > self.limit:
-                    return await self._reject(send)
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":  # the client left
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.limit:
-                return await self._reject(send)
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        replayed = False
-
-        async def replay() -> dict:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-            return await receive()  # after the body: the disconnect, when it comes
-
-        await self.app(scope, replay, send)
-
-    async def _reject(self, send: Any) -> None:
-        detail = f"request body larger than the server's limit of {self.limit} bytes (max_body_bytes)"
-        body = json.dumps({"detail": detail}).encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": 413, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-
-
-# ------------------------------------------------------------------------------------ request bodies
-class Row(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    text: str
-    language: str | None = Field(default=None, description="language code, 'auto' (detect) or null (detect)")
-
-
-class PredictRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    text: str | None = None
-    language: str | None = None
-    inputs: list[Row] | None = None
-
-    @model_validator(mode="after")
-    def one_form(self) -> PredictRequest:
-        if (self.text is None) == (self.inputs is None):
-            raise ValueError("give either 'text' (one row) or 'inputs' (a list of {text, language}), not both or neither")
-        if self.inputs is not None and self.language is not None:
-            raise ValueError("'language' goes inside each item of 'inputs'")
-        if self.inputs is not None and not self.inputs:
-            raise ValueError("'inputs' is empty")
-        return self
-
-    def rows(self) -> list[Row]:
-        return [Row(text=self.text, language=self.language)] if self.inputs is None else self.inputs
-
-
-class AdapterRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    path: str
-    pin: bool | None = None  # true pins, false unpins, omitted keeps the current state
-
-
-# ------------------------------------------------------------------------------------------- the app
 def create_app(
     router: RouterLike,
     *,
@@ -128,12 +65,20 @@ def create_app(
     max_text_chars: int = 4096,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     max_queue: int = 4096,
+    admin_token: str | None = None,
+    trust_loopback: bool = False,
+    adapter_roots: Sequence[str | Path] = (),
+    drain_seconds: float = 30.0,
 ) -> Any:
-    """A FastAPI app serving `router`; see the module docstring for the routes and batcher.py for the batching."""
-    from fastapi import FastAPI, HTTPException
+    """A FastAPI app serving `router`; see the module docstring for the routes and batcher.py for the batching.
 
+    Adapter administration (PUT / DELETE) needs `admin_token` (sent as `Authorization: Bearer <token>`); without
+    one it is open only with `trust_loopback` (set it only when the app listens on loopback: `xft serve` does),
+    and only to loopback clients not behind a proxy. PUT loads only folders under `adapter_roots`."""
     from xft_core.adapters import AdapterError
+    from xft_core.inference.packages import AdapterLoadError
 
+    access = AdminAccess(admin_token, trust_loopback=trust_loopback, roots=adapter_roots)
     running: dict[str, Batcher] = {}  # the batcher, while the app's lifespan lasts
 
     @asynccontextmanager
@@ -144,10 +89,14 @@ def create_app(
         try:
             yield
         finally:
-            await batcher.stop()
+            await batcher.stop(drain_seconds=drain_seconds)
+
+    def answer(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+        return Response(json_bytes(content), status_code=status, headers=headers, media_type="application/json")
 
     app = FastAPI(title="xft serve", version=__version__, lifespan=lifespan)
     app.state.router = router
+    app.state.access = access
     app.state.limits = {
         "max_batch": max_batch,
         "max_wait_ms": max_wait_ms,
@@ -157,6 +106,20 @@ def create_app(
         "max_queue": max_queue,
     }
     app.add_middleware(BodyLimit, limit=max_body_bytes)
+    app.add_middleware(AdminGate, access=access)  # added last, so it runs first: before the body is read
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        return answer(validation_detail(exc.errors()), 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def refused(request: Request, exc: StarletteHTTPException) -> Response:
+        return answer({"detail": printable(exc.detail, 2000)}, exc.status_code, getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, exc: Exception) -> Response:  # a bug of ours: logged, never shown
+        log.error("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
+        return answer({"detail": "internal server error (the server's log has the details)"}, 500)
 
     def batcher() -> Batcher:
         b = running.get("batcher")
@@ -164,10 +127,31 @@ def create_app(
             raise HTTPException(503, "inference loop is not running")
         return b
 
+    async def control(description: str, call: Any) -> Any:
+        try:
+            return await batcher().control(description, call)
+        except Busy as exc:
+            raise HTTPException(503, str(exc)) from None
+
+    def denied(exc: Denied) -> HTTPException:
+        return HTTPException(exc.status, exc.message, headers={"WWW-Authenticate": "Bearer"} if exc.status == 401 else None)
+
+    def client_of(request: Request) -> str | None:
+        return request.client.host if request.client else None
+
+    def headers_of(request: Request) -> dict[str, str]:
+        return {k.lower(): v for k, v in request.headers.items()}
+
+    def require_admin(request: Request) -> None:  # AdminGate has checked already; this keeps the routes safe alone
+        try:
+            access.check(headers_of(request), client_of(request))
+        except Denied as exc:
+            raise denied(exc) from None
+
     @app.get("/healthz")
     async def healthz():
         b = batcher()
-        return {"status": "ok", "queued": b.queue.qsize(), "batches": b.stats.batches}
+        return answer({"status": "ok", "queued": b.queue.qsize(), "batches": b.stats.batches})
 
     @app.post("/v1/predict")
     async def predict(body: PredictRequest):
@@ -182,40 +166,56 @@ def create_app(
             outputs = await batcher().predict([r.text for r in rows], [r.language or "auto" for r in rows])
         except Busy as exc:
             raise HTTPException(503, str(exc)) from None
+        except AdapterLoadError as exc:  # the server's files, not the client's request: details stay in the log
+            log.error("an adapter failed to load while serving a request: %s", exc)
+            raise HTTPException(503, "an adapter this request needs could not be loaded; the server's log has the "
+                                     "details") from None
         except (ValueError, KeyError) as exc:
             raise HTTPException(422, f"cannot serve this request: {_message(exc)}") from None
-        except RuntimeError as exc:
-            raise HTTPException(500, f"inference failed: {_message(exc)}") from None
-        return {"predictions": outputs}
+        except Exception as exc:  # noqa: BLE001 - the model failed: logged, answered without internals
+            log.error("inference failed", exc_info=exc)
+            raise HTTPException(500, "inference failed (the server's log has the details)") from None
+        return answer({"predictions": outputs})
 
     @app.get("/v1/adapters")
-    async def adapters():
-        b = batcher()
-        info = await b.inspect(lambda: describe(router))  # serialised with adapter changes: a consistent picture
-        info["server_stats"] = b.stats.as_dict()
-        info["limits"] = app.state.limits
-        return info
-
-    @app.put("/v1/adapters/{name}")
-    async def put(name: str, body: AdapterRequest):
-        folder = Path(body.path).expanduser()
-        if not folder.is_absolute():
-            raise HTTPException(400, f"path must be absolute on the server, got {body.path!r}")
+    async def adapters(request: Request):
         try:
-            return await batcher().control(f"put {name}", lambda: put_adapter(router, name, folder, body.pin))
+            admin = access.allowed(headers_of(request), client_of(request))
+        except Denied as exc:
+            raise denied(exc) from None
+        show = access.shown if admin else (lambda folder: None)
+        try:
+            info = await batcher().inspect(lambda: describe(router, show_path=show))  # consistent with adapter changes
         except Busy as exc:
             raise HTTPException(503, str(exc)) from None
-        except (AdapterError, FileNotFoundError, NotADirectoryError, ValueError) as exc:  # ValueError: e.g. a refused name
+        info["server_stats"] = batcher().stats.as_dict()
+        info["limits"] = app.state.limits
+        return answer(info)
+
+    @app.put("/v1/adapters/{name}")
+    async def put(name: str, body: AdapterRequest, request: Request):
+        require_admin(request)
+        try:
+            check_name(name)
+            folder = access.resolve(body.path)  # refused outside the roots, whether the path exists or not
+        except Denied as exc:
+            raise denied(exc) from None
+        except AdapterError as exc:
+            raise HTTPException(400, str(exc)) from None
+        try:
+            return answer(await control(f"put {name}", lambda: put_adapter(router, name, folder, body.pin)))
+        except (AdapterError, FileNotFoundError, NotADirectoryError, ValueError) as exc:  # AdapterLoadError too
             raise HTTPException(400, f"cannot load adapter '{name}' from {folder}: {_message(exc)}") from None
 
     @app.delete("/v1/adapters/{name}")
-    async def delete(name: str):
+    async def delete(name: str, request: Request):
+        require_admin(request)
         try:
-            return await batcher().control(f"delete {name}", lambda: delete_adapter(router, name))
-        except Busy as exc:
-            raise HTTPException(503, str(exc)) from None
+            return answer(await control(f"delete {name}", lambda: delete_adapter(router, name)))
         except KeyError:
-            raise HTTPException(404, f"no adapter named '{name}' is registered") from None
+            raise HTTPException(404, f"no adapter named '{printable(name, 80)}' is registered") from None
+        except Conflict as exc:
+            raise HTTPException(409, str(exc)) from None
 
     return app
 

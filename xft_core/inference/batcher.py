@@ -7,6 +7,8 @@
 * Control operations (adapter changes) go through the same queue and run on the same thread *between*
   batches, so a request is answered either wholly by the old adapter or wholly by the new one, never by a
   half-loaded one, and none fails because of a swap.
+* `stop` drains: new work is refused (`ShuttingDown`), what is queued or running is answered, and only after
+  `drain_seconds` is anything left failed with `ShuttingDown`; no request is ever left waiting forever.
 
 Example::
 
@@ -14,7 +16,7 @@ Example::
     batcher.start()  # inside a running event loop
     predictions = await batcher.predict(["Das ist toll"], ["de"])
     version = await batcher.control("put de", lambda: router.replace("de", folder))
-    await batcher.stop()
+    await batcher.stop(drain_seconds=30)
 """
 
 from __future__ import annotations
@@ -74,7 +76,11 @@ class ServerStats:
 
 
 class Busy(Exception):
-    """The request queue is full."""
+    """The server cannot take the request now (its queue is full); retry later (HTTP 503)."""
+
+
+class ShuttingDown(Busy):
+    """The server is stopping (or its inference loop is not running): nothing more is taken."""
 
 
 class Batcher:
@@ -90,20 +96,30 @@ class Batcher:
         self.stats = ServerStats()
         self.task: asyncio.Task | None = None
         self.error: BaseException | None = None
+        self.closing = False
+        self._pending: set[asyncio.Future] = set()  # every accepted request not yet answered, queued or running
 
     # ---------------------------------------------------------------------------------- lifecycle
     def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self._run(), name="xft-batcher")
 
-    async def stop(self) -> None:
+    async def stop(self, drain_seconds: float = 30.0) -> None:
+        """Refuse new work, answer what is queued and running (up to `drain_seconds`), then end the loop; anything
+        still waiting then gets ShuttingDown."""
+        self.closing = True
+        deadline = time.monotonic() + max(0.0, drain_seconds)
+        while self.alive and self._pending and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
         if self.task is not None:
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)  # its cancellation (or failure) ends here
         while not self.queue.empty():
-            item = self.queue.get_nowait()
-            if not item.future.done():
-                item.future.set_exception(RuntimeError(SHUTTING_DOWN))
-        self.executor.shutdown(wait=True, cancel_futures=True)
+            self.queue.get_nowait()
+        for future in list(self._pending):
+            if not future.done():
+                future.set_exception(ShuttingDown(SHUTTING_DOWN))
+        # a forward still running finishes on its thread; wait for it there, not on the event loop
+        await asyncio.to_thread(self.executor.shutdown, wait=True, cancel_futures=True)
 
     @property
     def alive(self) -> bool:
@@ -124,16 +140,24 @@ class Batcher:
 
     async def inspect(self, call: Callable[[], Any]) -> Any:
         """Run a read-only `call()` on the inference thread (waits for the current batch)."""
+        self._check_open()
         return await asyncio.get_running_loop().run_in_executor(self.executor, call)
 
-    def _put(self, item: _Item) -> None:
+    def _check_open(self) -> None:
+        if self.closing:
+            raise ShuttingDown(SHUTTING_DOWN)
         if not self.alive:
-            raise RuntimeError("inference loop is not running" + (f" ({self.error!r})" if self.error else ""))
+            raise ShuttingDown("inference loop is not running" + (f" ({self.error!r})" if self.error else ""))
+
+    def _put(self, item: _Item) -> None:
+        self._check_open()
         try:
             self.queue.put_nowait(item)
         except asyncio.QueueFull:
             self.stats.rejected += 1
             raise Busy(f"server busy: {self.queue.maxsize} requests already queued; retry later") from None
+        self._pending.add(item.future)
+        item.future.add_done_callback(self._pending.discard)
 
     # ---------------------------------------------------------------------------------- the loop
     async def _run(self) -> None:
@@ -147,12 +171,13 @@ class Batcher:
                     continue
                 batch, carry = await self._collect(item)
                 await self._predict(batch)
-        except asyncio.CancelledError:
-            if carry is not None and not carry.future.done():
-                carry.future.set_exception(RuntimeError(SHUTTING_DOWN))
+        except asyncio.CancelledError:  # stop() answers whatever is still pending
             raise
         except BaseException as exc:  # pragma: no cover - a bug in the loop itself; make /healthz say so
             self.error = exc
+            for future in list(self._pending):
+                if not future.done():
+                    future.set_exception(ShuttingDown(f"inference loop failed: {exc!r}"))
             raise
 
     async def _collect(self, first: _Predict) -> tuple[list[_Predict], _Item | None]:

@@ -1,12 +1,35 @@
-"""What the router knows about each adapter package: where it is, its version, which languages it serves."""
+"""What the router knows about each adapter package: where it is, its version and content hash, which languages
+it serves; and how its files are read for loading (hashed and copied aside in one pass).
+
+Why copy: the router versions adapters by the hash of their files, and a package folder can change while it is
+read (a new training run writing into it, an operator copying files over). Reading every file once into a private
+folder, hashing as it goes, and loading from that copy means the weights that answer are exactly the bytes the
+reported hash names, whatever happens to the folder meanwhile.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import os
+import re
+import shutil
+import stat
+import tempfile
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from xft_core.adapters import MANIFEST, AdapterError, Manifest
+
+ADAPTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-]{0,63}")  # names become module keys: no dots
+HASH_CHARS = 12  # of the sha256 hex digest: 48 bits, plenty to tell an adapter's versions apart
+_CHUNK = 1 << 20
+
+
+class AdapterLoadError(AdapterError):
+    """An adapter package could not be loaded onto the model (unreadable, truncated, or weights that do not fit);
+    the router is exactly as it was before the attempt."""
 
 
 @dataclass
@@ -15,6 +38,7 @@ class RouterStats:
     misses: int = 0  # it had to be loaded from disk
     evictions: int = 0
     loads: int = 0
+    failed_loads: int = 0  # loads that failed and were undone
     load_seconds: float = 0.0
     forwards: int = 0  # forward passes (a mixed-language batch is one)
     rows: int = 0
@@ -27,7 +51,8 @@ class RouterStats:
 class Package:
     folder: Path
     manifest: Manifest
-    version: int
+    version: int  # counts up per name: on every replace, and when a reload finds the files changed
+    hash: str  # content hash of the strategy's files (every file but the manifest), HASH_CHARS hex digits
     mixed_batch: bool
 
 
@@ -68,3 +93,60 @@ def routes_for(packages: Mapping[str, Package]) -> dict[str, str]:
         routes.update(claimed)
     return routes
 
+
+# ------------------------------------------------------------------------------------------ content
+def package_files(folder: Path) -> list[str]:
+    """The package's files as sorted relative paths ('/'-separated). Symbolic links are refused: a package holds
+    its own regular files, so what is hashed and loaded cannot point anywhere else on the server."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such adapter package folder")
+    files = []
+    for directory, subdirectories, names in os.walk(folder, followlinks=False):
+        for name in [*subdirectories, *names]:
+            path = Path(directory) / name
+            mode = path.lstat().st_mode
+            relative = path.relative_to(folder).as_posix()
+            if stat.S_ISLNK(mode):
+                raise AdapterError(f"{folder}: holds a symbolic link ({relative}); adapter packages hold regular files only")
+            if not stat.S_ISDIR(mode) and not stat.S_ISREG(mode):
+                raise AdapterError(f"{folder}: holds {relative}, which is not a regular file")
+            if stat.S_ISREG(mode):
+                files.append(relative)
+    return sorted(files)
+
+
+def content_hash(folder: Path, *, copy_to: Path | None = None) -> str:
+    """sha256 over the strategy's files (every file but the manifest: name, size, bytes), as HASH_CHARS hex digits.
+    With `copy_to`, every file (manifest included) is also written there, from the same bytes that were hashed."""
+    digest = hashlib.sha256()
+    for relative in package_files(folder):
+        source = Path(folder) / relative
+        hashed = relative != MANIFEST
+        target = None
+        if copy_to is not None:
+            (copy_to / relative).parent.mkdir(parents=True, exist_ok=True)
+            target = (copy_to / relative).open("wb")
+        try:
+            with source.open("rb") as handle:
+                if hashed:
+                    digest.update(relative.encode("utf-8") + b"\0" + str(os.fstat(handle.fileno()).st_size).encode() + b"\0")
+                while chunk := handle.read(_CHUNK):
+                    if hashed:
+                        digest.update(chunk)
+                    if target is not None:
+                        target.write(chunk)
+        finally:
+            if target is not None:
+                target.close()
+    return digest.hexdigest()[:HASH_CHARS]
+
+
+@contextmanager
+def staged(folder: Path) -> Iterator[tuple[Path, str]]:
+    """A private copy of the package in `folder` and its content hash, read in one pass; removed on exit."""
+    copy = Path(tempfile.mkdtemp(prefix="xft-adapter-"))
+    try:
+        yield copy, content_hash(folder, copy_to=copy)
+    finally:
+        shutil.rmtree(copy, ignore_errors=True)

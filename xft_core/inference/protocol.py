@@ -39,8 +39,10 @@ class RouterLike(Protocol):
 
     def predict(self, texts: Sequence[str], languages: Sequence[str] | None = None) -> list[dict[str, Any]]:
         """One JSON-able prediction per text, in order, each naming its `language`, `adapter` ("__base__" for the
-        bare base model) and `adapter_version`; `languages` holds a code or "auto" per text. Raises ValueError
-        (AdapterError included) for input it cannot serve, RuntimeError when the model fails."""
+        bare base model), and the `adapter_version` and `adapter_hash` of the weights that produced it (None for
+        the base); `languages` holds a code or "auto" per text. Raises ValueError (AdapterError included) for input
+        it cannot serve, `AdapterLoadError` (an AdapterError) when an adapter's files fail to load, RuntimeError
+        when the model fails."""
         ...
 
     # registry
@@ -49,18 +51,26 @@ class RouterLike(Protocol):
         ...
 
     def unregister(self, name: str) -> None:
-        """Forget `name`, unloading it too, pinned or not."""
+        """Forget `name`, unloading it too, pinned or not; AdapterError for the fallback adapter."""
         ...
 
     def registered(self) -> dict[str, Path]:
         """Adapter name -> package folder."""
         ...
 
-    def replace(self, name: str, folder: Path) -> int:
-        """Swap in the package in `folder` as the next version of `name`; returns that version."""
+    def replace(self, name: str, folder: Path, *, load: bool = False) -> int:
+        """Swap in the package in `folder` as the next version of `name`; returns that version. A loaded adapter's
+        new version (any adapter's, with `load=True`) loads now, all or nothing: if it fails, the old one is
+        untouched and still answering."""
         ...
 
-    def adapter_version(self, name: str) -> int: ...
+    def adapter_version(self, name: str) -> int:
+        """A counter per name: 1 when registered, one more on every replace or changed reload."""
+        ...
+
+    def adapter_hash(self, name: str) -> str:
+        """The content hash (hex) of the files of `name`'s current version."""
+        ...
 
     def adapter_languages(self, name: str) -> list[str]: ...
 

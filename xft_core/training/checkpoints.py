@@ -1,20 +1,31 @@
 """Checkpoints: trainable weights, optimizer, scheduler, sampler, data positions and every RNG.
 
-A checkpoint folder is written atomically and marked COMPLETE last; `--resume` takes the newest complete one,
-so a crash mid-write leaves the previous checkpoint usable.
+A checkpoint folder is written atomically and marked COMPLETE last; `--resume` reads every file of the newest
+complete one and falls back to the previous one when a file is unreadable, so neither a crash mid-write nor a
+damaged file ends a run that an older checkpoint can continue.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
+import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
 from xft_core.util.files import atomic_folder, atomic_write_json
+
+STATE_KEYS = ("step", "scheduler", "sampler", "streams", "python_random", "numpy_random")
+# Tests only: the checkpoint of this step stops half-way through its write (see _pause_for_tests)
+PAUSE_ENV = "XFT_TEST_PAUSE_IN_CHECKPOINT"
+
+
+class CheckpointError(FileNotFoundError):
+    """No usable checkpoint where one was asked for (a FileNotFoundError: the CLI reports it without a traceback)."""
 
 
 def _trainable_state(run: Any) -> dict[str, Any]:
@@ -32,6 +43,7 @@ def save_checkpoint(run: Any, optimizer: Any, scheduler: Any, extra: Mapping[str
         return target
     with atomic_folder(target) as tmp:
         save_file(_trainable_state(run), str(tmp / "trainable.safetensors"))
+        _pause_for_tests(tmp, run.step)
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         rng = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available():
@@ -52,6 +64,18 @@ def save_checkpoint(run: Any, optimizer: Any, scheduler: Any, extra: Mapping[str
         (tmp / "COMPLETE").write_text("ok\n")
     _prune_checkpoints(run)
     return target
+
+
+def _pause_for_tests(folder: Path, step: int) -> None:
+    """With XFT_TEST_PAUSE_IN_CHECKPOINT=<step> (set only by tests/test_resume_kill.py), the write of that step's
+    checkpoint stops after its trainable weights, writes `PAUSED` into the half-written folder and waits until
+    that file is removed, so a test can SIGKILL the run at a known point of the write. Unset: nothing happens."""
+    if os.environ.get(PAUSE_ENV) != str(step):
+        return
+    marker = folder / "PAUSED"
+    marker.write_text(f"{os.getpid()}\n")
+    while marker.exists():
+        time.sleep(0.05)
 
 
 def _jsonable(value: Any) -> Any:
@@ -91,12 +115,12 @@ def latest_checkpoint(folder: Path) -> Path | None:
     return max(found, key=_step_of) if found else None
 
 
-def restore_trainable(run: Any, path: Path) -> None:
+def restore_trainable(run: Any, path: Path, weights: Mapping[str, Any] | None = None) -> None:
     """Copy a checkpoint's trainable weights into the run's model (resume, and best-checkpoint selection)."""
     import torch
     from safetensors.torch import load_file
 
-    weights = load_file(str(path / "trainable.safetensors"))
+    weights = weights if weights is not None else load_file(str(path / "trainable.safetensors"))
     params = dict(run.accelerator.unwrap_model(run.model).named_parameters())
     missing = [n for n, p in params.items() if p.requires_grad and n not in weights]
     if missing:
@@ -124,18 +148,81 @@ def average_checkpoints(run: Any, count: int) -> list[int]:
     return [_step_of(path) for path in newest]
 
 
-def load_checkpoint(run: Any, path: Path, optimizer: Any, scheduler: Any) -> dict[str, Any]:
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """Every file of a checkpoint, read and checked: {"weights", "optimizer", "rng", "state"}.
+    A missing, cut-short or malformed file is a CheckpointError naming it."""
     import torch
     from safetensors.torch import load_file
 
-    restore_trainable(run, path)
-    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
-    state = json.loads((path / "state.json").read_text())
+    def read(name: str, how: Callable[[Path], Any]) -> Any:
+        try:
+            return how(path / name)
+        except Exception as exc:  # safetensors, torch and json each fail in their own way on a damaged file
+            raise CheckpointError(f"{path / name}: {type(exc).__name__}: {exc}") from exc
+
+    files: dict[str, Any] = {
+        "weights": read("trainable.safetensors", lambda p: load_file(str(p))),
+        "optimizer": read("optimizer.pt", lambda p: torch.load(p, weights_only=True)),
+        "rng": read("rng.safetensors", lambda p: load_file(str(p))),
+        "state": read("state.json", lambda p: json.loads(p.read_text(encoding="utf-8"))),
+    }
+    if not isinstance(files["optimizer"], dict) or not {"state", "param_groups"} <= set(files["optimizer"]):
+        raise CheckpointError(f"{path / 'optimizer.pt'}: not an optimizer state")
+    state = files["state"]
+    missing = [k for k in STATE_KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise CheckpointError(f"{path / 'state.json'}: no {', '.join(missing)}")
+    if state["step"] != _step_of(path):
+        raise CheckpointError(f"{path / 'state.json'}: step {state['step']} in the folder of step {_step_of(path)}")
+    return files
+
+
+def usable_checkpoint(folder: Path, warn: Callable[[str], None]) -> tuple[Path | None, dict[str, Any], list[Path]]:
+    """(the newest complete checkpoint whose files all read, its files, the newer ones that did not).
+
+    Each unusable one is reported through `warn`, naming the bad file and the checkpoint tried next; complete
+    checkpoints that are all unusable are a CheckpointError naming every bad file (no checkpoint at all is not
+    an error: (None, {}, []))."""
+    complete = sorted(complete_checkpoints(folder), key=_step_of, reverse=True)
+    problems: list[str] = []
+    for index, path in enumerate(complete):
+        try:
+            return path, read_checkpoint(path), complete[:index]
+        except CheckpointError as exc:
+            problems.append(str(exc))
+            following = complete[index + 1] if index + 1 < len(complete) else None
+            warn(f"checkpoint {path.name} is unusable ({exc}); "
+                 + (f"falling back to {following.name}" if following else "no older checkpoint is left"))
+    if problems:
+        raise CheckpointError(f"--resume: no usable checkpoint in {folder}:\n  " + "\n  ".join(problems)
+                              + "\nStart again without --resume in a fresh run folder (--set name=...).")
+    return None, {}, []
+
+
+def set_aside(path: Path) -> Path:
+    """Move an unusable checkpoint out of the way (kept for a look, no longer a `step-N` that pruning, averaging or
+    a later resume would take): checkpoints/unusable-step-N."""
+    target = path.parent / f"unusable-{path.name}"
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(path, target)
+    return target
+
+
+def load_checkpoint(run: Any, path: Path, optimizer: Any, scheduler: Any,
+                    files: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Restore everything a checkpoint holds into the run, the optimizer and the scheduler; returns its state.json.
+    `files`: what `read_checkpoint(path)` returned, when it was read already."""
+    import torch
+
+    files = files or read_checkpoint(path)
+    restore_trainable(run, path, files["weights"])
+    optimizer.load_state_dict(files["optimizer"])
+    state = files["state"]
     scheduler.load_state_dict(state["scheduler"])
     run.sampler.load_state_dict(state["sampler"])
     for language, stream_state in state["streams"].items():
         run.streams[language].load_state_dict(stream_state)
-    rng = load_file(str(path / "rng.safetensors"))
+    rng = files["rng"]
     torch.set_rng_state(rng["torch"])
     if torch.cuda.is_available():
         torch.cuda.set_rng_state_all([rng[k] for k in sorted(rng) if k.startswith("cuda")])
@@ -144,4 +231,4 @@ def load_checkpoint(run: Any, path: Path, optimizer: Any, scheduler: Any) -> dic
     np.random.set_state(_unjson_numpy(state["numpy_random"]))
     run.step = int(state["step"])
     run.best = state.get("best", {})
-    return state
+    return dict(state)

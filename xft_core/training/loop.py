@@ -8,23 +8,18 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-from xft_core.config import RunConfig, load_config, save_config
+from xft_core.config import RunConfig, load_config
 from xft_core.evaluation.predict import average, predict_rows, score, with_language
 from xft_core.hooks.manager import collect
-from xft_core.training.checkpoints import (
-    average_checkpoints,
-    latest_checkpoint,
-    load_checkpoint,
-    restore_trainable,
-    save_checkpoint,
-)
+from xft_core.training.checkpoints import average_checkpoints, latest_checkpoint, restore_trainable, save_checkpoint
 from xft_core.training.outputs import run_summary, save_adapters
 from xft_core.training.prepare import prepare
+from xft_core.training.resume import check_run_folder, open_run_folder, resume_from_checkpoint
 from xft_core.training.run import Run
 from xft_core.util.console import print_line
 from xft_core.util.console import progress as progress_bar
 from xft_core.util.files import atomic_write_json
-from xft_core.util.runfiles import append_metrics, read_metrics_log, write_metrics_log
+from xft_core.util.runfiles import append_metrics, write_metrics_log
 
 
 def train(
@@ -44,19 +39,14 @@ def train(
         print(run.metrics["de"]["macro_f1"], run.adapter_dirs)
     """
     config = load_config(config, overrides)
+    check_run_folder(config, resume)
     started = time.perf_counter()
     run = prepare(config, pm=pm, console=console)
     acc = run.accelerator
     t = config.training
     paths = run.paths
     if acc.is_main_process:
-        paths.root.mkdir(parents=True, exist_ok=True)
-        if not resume and (latest_checkpoint(paths.checkpoints) or paths.metrics.exists()):
-            raise FileExistsError(
-                f"Run folder {paths.root} already holds a run. Pass --resume to continue it, "
-                "or choose another name (--set name=...) or output_dir."
-            )
-        save_config(config, paths.config)
+        open_run_folder(run, resume)
     if config.data_check:
         from xft_core.data.checks import quick_check
 
@@ -66,16 +56,7 @@ def train(
     optimizer = make_optimizer(run.model, config)
     scheduler = make_scheduler(optimizer, config)
     run.model, optimizer = acc.prepare(run.model, optimizer)
-    bad_evals = 0
-    if resume:
-        checkpoint = latest_checkpoint(paths.checkpoints)
-        if checkpoint is None:
-            run.console.print(f"[yellow]--resume: no complete checkpoint in {paths.checkpoints}; starting from step 0[/]")
-        else:
-            state = load_checkpoint(run, checkpoint, optimizer, scheduler)
-            bad_evals = int(state.get("bad_evals", 0))
-            run.history = read_metrics_log(paths.metrics, up_to_step=run.step)
-            run.console.print(f"Resumed from {checkpoint} (step {run.step})")
+    bad_evals = resume_from_checkpoint(run, optimizer, scheduler) if resume else 0
     if acc.is_main_process:
         write_metrics_log(paths.metrics, run.history)
     run.pm.hook.xft_before_train(run=run)
@@ -107,7 +88,8 @@ def train(
                 with context:
                     loss = model(**batch).loss / t.gradient_accumulation_steps
                     acc.backward(loss)
-                loss_sum += float(loss.detach()) * t.gradient_accumulation_steps
+                # the mean over processes: each holds the loss of its share only, the global batch is what is logged
+                loss_sum += float(acc.reduce(loss.detach(), reduction="mean")) * t.gradient_accumulation_steps
                 loss_count += 1
                 window_examples += examples_per_step
             if t.max_grad_norm > 0:

@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from xft_core.config import RunConfig, build_options
+from xft_core.adapters import check_init_from
+from xft_core.config import ConfigError, RunConfig, build_options
+from xft_core.config.load import check_max_length
 from xft_core.data import DataError, DataSet, Split, select, validate
-from xft_core.data.loading import data_source_label, dataset_from_config
+from xft_core.data.loading import check_label_sets, data_source_label, dataset_from_config, evaluation_languages
 from xft_core.evaluation.predict import with_language
 from xft_core.hooks import LanguageSampler, PluginError, SamplerSpec, Strategy, StrategySpec, TaskHead
 from xft_core.hooks.manager import collect, get_plugin_manager, get_spec
@@ -34,11 +36,11 @@ def resolve_plugins(config: RunConfig, pm: Any) -> tuple[StrategySpec, Strategy,
     return strategy_spec, strategy, sampler_spec, sampler_options, head
 
 
-def load_data(config: RunConfig, head: TaskHead) -> tuple[DataSet, dict[str, Split], dict[str, Split]]:
+def load_data(config: RunConfig, head: TaskHead, pm: Any = None) -> tuple[DataSet, dict[str, Split], dict[str, Split]]:
     """(all data, train rows per language, dev rows per evaluation language), validated by the head. With
     `data.few_shot: K`, the train rows also hold K rows of each evaluation language that has no training data."""
     d = config.data
-    data = dataset_from_config(d)
+    data = dataset_from_config(d, pm)
     train_languages = source_languages(config, data)
     if not train_languages:
         raise DataError(f"No '{d.train_split}' split found in {data_source_label(d)} (config key: data.train_split)")
@@ -50,7 +52,8 @@ def load_data(config: RunConfig, head: TaskHead) -> tuple[DataSet, dict[str, Spl
         train.update(few_shot_rows(data, d.train_split, targets, d.few_shot, config.training.seed))
     head.fit_labels(row for part in train.values() for row in part.rows if not head.validate_row(row))
     validate(DataSet({d.train_split: train}), head, [d.train_split])
-    eval_languages = list(d.eval_languages) or train_languages
+    check_label_sets({lang: train[lang] for lang in train_languages}, head, d.train_split)
+    eval_languages = evaluation_languages(d, data, train_languages, per_language=config.adapters == "per_language")
     dev = select(data, d.dev_split, eval_languages, d.max_eval_examples, required=False)
     validate(DataSet({d.dev_split: dev}), head, [d.dev_split])
     return data, train, dev
@@ -121,6 +124,26 @@ def make_accelerator(config: RunConfig) -> Any:
         # without an accelerator, say so: Accelerate then forms a gloo group under torchrun (MULTI_CPU)
         cpu=cpu,
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=config.adapters == "per_language")],
+        log_with=list(t.report_to) or None,  # a tracking plugin starts them in xft_before_train
+        project_dir=str(config.run_dir / "trackers") if t.report_to else None,
+    )
+
+
+def check_distributed(accelerator: Any) -> None:
+    """Refuse the Accelerate modes xft's loop cannot run correctly yet (docs/distributed.md): it evaluates,
+    checkpoints and saves adapters from the main process's own copy of the weights and optimizer, which is whole
+    under DDP but a shard under FSDP and DeepSpeed, so the packages and checkpoints would be incomplete."""
+    mode = str(getattr(accelerator.distributed_type, "value", accelerator.distributed_type))
+    if mode not in ("FSDP", "DEEPSPEED"):
+        return
+    stage = getattr(getattr(accelerator.state, "deepspeed_plugin", None), "zero_stage", None)
+    what = {"FSDP": "FSDP shards the parameters and the optimizer state",
+            "DEEPSPEED": f"DeepSpeed ZeRO-{stage} shards the optimizer state" + (" and the parameters" if stage == 3 else "")}
+    raise ConfigError(
+        f"xft does not train under Accelerate's {mode} yet (accelerate config: distributed_type: {mode}): {what[mode]}, "
+        "while xft saves adapters and checkpoints from the main process's copy alone. Use DDP "
+        "(examples/accelerate/ddp_multi_gpu.yaml: a LoRA adapter and its optimizer state fit on every GPU); "
+        "see docs/distributed.md."
     )
 
 
@@ -143,11 +166,15 @@ def prepare(config: RunConfig, *, pm: Any = None, console: Any = None) -> Run:
     pm = pm or get_plugin_manager()
     pm.hook.xft_configure.call_historic(kwargs=dict(config=config))
     strategy_spec, strategy, sampler_spec, sampler_options, head = resolve_plugins(config, pm)
-    data, train, dev = load_data(config, head)
+    data, train, dev = load_data(config, head, pm)
     t = config.training
     accelerator = make_accelerator(config)
+    check_distributed(accelerator)
     set_seed(t.seed)
     model_path = resolve_model(config.model, pm)
+    check_positions(config, model_path)
+    if config.init_from:  # before any weights load: an adapter of another base is refused up front
+        check_init_from(Path(config.init_from), model_path)
     tokenizer = load_tokenizer(model_path)
     per_language = config.adapters == "per_language"
     sources = source_languages(config, data)
@@ -167,11 +194,23 @@ def prepare(config: RunConfig, *, pm: Any = None, console: Any = None) -> Run:
         features=features,
         streams={lang: LanguageStream(len(part), t.seed + i, lengths(features[lang]) if t.group_by_length else None)
                  for i, (lang, part) in enumerate(sorted(train.items()))},
-        adapter_names=adapter_names, eval_languages=list(config.data.eval_languages) or list(train),
+        adapter_names=adapter_names, eval_languages=list(config.data.eval_languages) or list(dict.fromkeys([*train, *dev])),
         few_shot_languages=[lang for lang in train if lang not in sources],
     )
     run.trainable_parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return run
+
+
+def check_positions(config: RunConfig, model_path: Path) -> None:
+    """training.max_length (also the length of the evaluations during training) must fit the model's positions;
+    checked before any weights load."""
+    from transformers import AutoConfig
+
+    try:
+        model_config = AutoConfig.from_pretrained(model_path)
+    except (OSError, ValueError):  # no readable config.json: building the model says why
+        return
+    check_max_length(config.training.max_length, model_config, key="training.max_length", model=config.model)
 
 
 def lengths(features: list[dict[str, Any]]) -> list[int]:

@@ -48,6 +48,14 @@ class RunPaths:
         return self.root / "report"
 
 
+def run_outputs(paths: RunPaths) -> list[str]:
+    """What a run folder holds that a fresh run would overwrite: checkpoints, adapter packages, metrics.jsonl and
+    run.json, as paths relative to the run folder (temporaries of interrupted writes are not outputs)."""
+    found = [f"{folder.name}/{p.name}" for folder in (paths.checkpoints, paths.adapters) if folder.is_dir()
+             for p in sorted(folder.iterdir()) if not p.name.startswith(".")]
+    return found + [p.name for p in (paths.metrics, paths.run_info) if p.exists()]
+
+
 def is_run_folder(path: Path) -> bool:
     return (Path(path) / CONFIG).is_file()
 
