@@ -261,10 +261,11 @@ def test_lora_options_are_typed_from_strings(pm):
 def test_plugin_option_errors_surface_through_resolve_plugins(pm):
     from xft_core.training import resolve_plugins
 
-    config = load_config({**MINIMAL, "strategy_options": {"r": 0}})
+    config = load_config({**MINIMAL, "task": "sequence-classification", "strategy_options": {"r": 0}})
     with pytest.raises(ConfigError, match="strategy_options"):
         resolve_plugins(config, pm)
-    config = load_config({**MINIMAL, "sampler": "temperature", "sampler_options": {"alpha": 2}})
+    config = load_config({**MINIMAL, "task": "sequence-classification", "sampler": "temperature",
+                          "sampler_options": {"alpha": 2}})
     with pytest.raises(ConfigError, match="sampler_options.*alpha"):
         resolve_plugins(config, pm)
 

@@ -413,7 +413,7 @@ def test_cli_sees_the_inline_rows_of_a_run_config(tmp_path):
     out = tmp_path / "check.json"
     assert main(["data", "check", str(config), "--no-langid", "--json", str(out)]) == 0
     written = json.loads(out.read_text(encoding="utf-8"))
-    assert written["totals"]["rows"] == 2 and written["task"] == "sequence-classification"
+    assert written["totals"]["rows"] == 2 and written["task"] == "prompt-classification", "the default task"
     assert [(f["kind"], f["file"], f["line"]) for f in written["findings"]] == [("duplicate", "data.rows.train.en", 2)]
 
 

@@ -38,6 +38,7 @@ def write_config(tmp_path: Path, rows: list | None = None, **over) -> Path:
     if rows is not None:
         (folder / "en.train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     config = {"name": "t", "output_dir": str(tmp_path / "runs"), "model": str(tmp_path / "no-model"), "strategy": "full",
+              "task": "sequence-classification",
               "sampler": "uniform", "data": {"path": str(folder)}, "data_check": False, "training": {"precision": "no"}, **over}
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")

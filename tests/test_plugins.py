@@ -63,6 +63,7 @@ def test_third_party_strategy_and_sampler_are_collected_and_resolved(pm):
 
     config = load_config(
         {
+            "task": "sequence-classification",
             "strategy": "bitfit",
             "strategy_options": {"train_layer_norm": "yes"},
             "sampler": "every-other",

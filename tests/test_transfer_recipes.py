@@ -3,6 +3,8 @@ few-shot target rows."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from conftest import tiny_config
@@ -73,6 +75,29 @@ def test_transfer_matrix_at_scale_zero_equals_the_base_row(verbalizer_run, vpm):
     assert zero.row("per-language").cells == base_row
     assert plain.row("per-language").cells != base_row
     assert any("WiSE-FT" in note for note in zero.notes)
+
+
+def test_xft_eval_scale_flag_global_per_language_and_bad_values():
+    from xft_core.cli.eval import parse_scale
+    from xft_core.config import ConfigError
+
+    assert parse_scale(None) is None and parse_scale("0.5") == 0.5
+    assert parse_scale("de=0.5, *=0.8") == {"de": 0.5, "*": 0.8}
+    for bad in ("half", "de=x", "de=0.5,ru"):
+        with pytest.raises(ConfigError, match="--scale"):
+            parse_scale(bad)
+
+
+def test_xft_eval_scale_zero_reports_the_base_scores(verbalizer_run, tmp_path, capsys):
+    from xft_core.cli.main import main
+
+    root = str(verbalizer_run.paths.root)
+    assert main(["eval", root, "--split", "dev", "--scale", "0", "--out", str(tmp_path / "r"), "--no-progress"]) == 0
+    report = json.loads((tmp_path / "r" / "transfer.json").read_text())
+    rows = {row["label"]: row["cells"] for row in report["rows"]}
+    assert rows["per-language"] == rows["base (no adapter)"]
+    assert main(["eval", root, "--split", "dev", "--scale", "1.5", "--out", str(tmp_path / "bad"), "--no-progress"]) == 2
+    assert "between 0" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------------------------ few-shot

@@ -13,6 +13,22 @@ def xft_commands():
     yield CommandSpec(name="eval", register=register, description="transfer matrix: every adapter on every language")
 
 
+def parse_scale(text: str | None) -> float | dict[str, float] | None:
+    """`--scale 0.5` (every language) or `--scale de=0.5,sw=0.3,*=0.8` (per language, `*` for the rest)."""
+    from xft_core.config import ConfigError
+
+    if not text:
+        return None
+    try:
+        if "=" not in text:
+            return float(text)
+        pairs = [part.split("=", 1) for part in text.split(",") if part.strip()]
+        return {key.strip(): float(value) for key, value in pairs}
+    except ValueError:
+        raise ConfigError(f"--scale {text!r}: give a number in [0, 1] (0.5) or language=number pairs "
+                          "(de=0.5,*=0.8)") from None
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from xft_core.evaluation import evaluate, print_table
     from xft_core.util.console import console as make_console
@@ -21,7 +37,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     result = evaluate(args.sources, args.data, out=args.out, metric=args.metric, languages=languages, split=args.split,
                       include_base=args.base, each_adapter=args.each_adapter, max_examples=args.max_examples,
                       batch_size=args.batch_size, max_length=args.max_length, device=args.device, precision=args.precision,
-                      progress=not args.no_progress)
+                      progress=not args.no_progress, scale=parse_scale(args.scale))
     console = make_console()
     print_table(result.matrix, console, metric=args.metric)
     for kind, path in result.paths.items():
@@ -52,5 +68,8 @@ def register(subparsers: Any) -> None:
     base.add_argument("--base", dest="base", action="store_const", const=True,
                       help="add the base row even for heads with untrained weights (classification)")
     p.add_argument("--each-adapter", action="store_true", help="per-language runs: one row per adapter besides the combined row")
+    p.add_argument("--scale", metavar="S",
+                   help="interpolate each adapter toward the base (WiSE-FT): 0 is the base, 1 the adapter as trained; "
+                        "one number, or per language: de=0.5,*=0.8")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_eval, base="auto")

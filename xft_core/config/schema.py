@@ -125,7 +125,7 @@ class RunConfig:
     name: str = "run"  # the run folder's name under output_dir: one plain folder name
     output_dir: str = "runs"
     model: str = "gemma3-270m"
-    task: str = "sequence-classification"
+    task: str = "prompt-classification"  # the best transferring recipe for classification (docs/transfer.md)
     task_options: dict[str, Any] = field(default_factory=dict)
     strategy: str = "lora"
     strategy_options: dict[str, Any] = field(default_factory=dict)

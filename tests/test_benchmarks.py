@@ -1,0 +1,94 @@
+"""The benchmarks' quick modes still run and still print their tables: each script in a subprocess (cwd a scratch
+folder, one thread), exit status 0, and every key line present with a finite, positive number. Timing ratios are
+never asserted: they belong to the full runs on a quiet machine. The whole file takes about 2.5 minutes on one core."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = ROOT / "benchmarks"
+SIB = ROOT.parent / "shared" / "data" / "sib200"
+NUMBER = r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|inf)"
+
+
+def run(tmp_path: Path, script: str, *args: str, timeout: int = 300) -> str:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
+           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, str(BENCHMARKS / script), *args], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+    assert done.returncode == 0, f"{script} exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
+    return done.stdout
+
+
+def numbers(stdout: str, pattern: str) -> list[float]:
+    """The numbers of the one line matching `pattern` (NUMBER groups), each checked finite."""
+    found = [m for line in stdout.splitlines() if (m := re.search(pattern, line))]
+    assert len(found) == 1, f"expected one line matching {pattern!r}, found {len(found)} in:\n{stdout}"
+    values = [float(g) for g in found[0].groups()]
+    assert all(math.isfinite(v) for v in values), found[0].group(0)
+    return values
+
+
+def positive(stdout: str, pattern: str) -> list[float]:
+    values = numbers(stdout, pattern)
+    assert all(v > 0 for v in values), f"{pattern!r}: {values}"
+    return values
+
+
+def test_hotswap_quick(tmp_path):
+    out = run(tmp_path, "hotswap.py", "--quick", "--threads", "1")
+    for label in ("adapter switch: strategy.activate (median)", "for comparison: peft set_adapter (median)",
+                  "route to a loaded adapter (median)"):
+        positive(out, rf"^{re.escape(label)}\s+{NUMBER} us$")
+    positive(out, rf"^cold load from disk \(median\)\s+{NUMBER} ms$")
+    for label in ("mixed 4-language request", "single-adapter batch, same texts", "bare base model, same texts",
+                  "request by request"):
+        positive(out, rf"^{re.escape(label)}.*?\s{NUMBER} rows/s$")
+    for label in ("mixed / single-adapter", "mixed / request-by-request", "single-adapter / base"):
+        positive(out, rf"^{re.escape(label)}\s+{NUMBER}x")
+    assert re.search(r"^\s+(ok  |MISS) adapter switch \(median\) < 1 ms$", out, re.M), out
+
+
+def test_train_throughput_quick(tmp_path):
+    out = run(tmp_path, "train_throughput.py", "--quick")
+    for variant in ("plain", "xft", "xft-top6", "full"):
+        speed, padding, rss, f1 = numbers(out, rf"^{re.escape(variant)}\s+{NUMBER} ex/s\s+padding\s+{NUMBER}%\s+"
+                                               rf"peak RSS\s+{NUMBER} MB\s+dev macro-F1\s+{NUMBER}$")
+        assert speed > 0 and rss > 0, variant
+        assert 0 <= padding < 100 and 0 <= f1 <= 100, variant
+    for variant in ("xft", "xft-top6", "full"):
+        numbers(out, rf"^{re.escape(variant)}/plain: {NUMBER}x examples/s, dev macro-F1 {NUMBER} points$")
+
+
+@pytest.mark.skipif(not SIB.is_dir(), reason=f"needs the SIB-200 data in {SIB}")
+def test_inference_throughput_quick(tmp_path):
+    out = run(tmp_path, "inference_throughput.py", "--quick")
+    positive(out, rf"^{NUMBER} texts \(")
+    positive(out, rf"^\(a\) plain peft loop\s+{NUMBER} rows/s")
+    positive(out, rf"^\(b\) xft router\s+{NUMBER} rows/s")
+    ratio, agree = numbers(out, rf"^\(b\)/\(a\) {NUMBER}x rows/s; predicted labels agree on {NUMBER}% of the texts$")
+    assert ratio > 0 and 0 <= agree <= 100
+
+
+def test_serve_load_throughput_quick(tmp_path):
+    pytest.importorskip("fastapi")
+    pytest.importorskip("uvicorn")
+    out = run(tmp_path, "serve_load.py", "--throughput", "--quick")
+    threads = numbers(out, rf"^torch threads {NUMBER}: the server's")
+    assert threads == [1.0]
+    for clients in (1, 8):
+        requests, rows, p50, p99, per_batch, wrong, errors = numbers(
+            out, rf"^\s+{clients}\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}$")
+        assert requests > 0 and rows > 0 and 0 < p50 <= p99 and per_batch >= 1, clients
+        assert rows == pytest.approx(requests, rel=0.01)  # one row per request: the server does the batching
+        assert wrong == 0 and errors == 0, clients  # correctness, not timing
+    positive(out, rf"^router batch: {NUMBER} rows/s \({NUMBER} mixed-language rows per predict")
+    positive(out, rf"^server rows/s at 8 clients / router rows/s: {NUMBER}\s+(?:ok|MISS)\s+\(floor 0\.8\)$")
