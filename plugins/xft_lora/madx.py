@@ -23,7 +23,6 @@ an error. A package holds the task adapter in peft's format at its root, each la
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import warnings
 from dataclasses import dataclass, field
@@ -41,7 +40,7 @@ from xft_lora.language_adapters import (
     transformer_body,
 )
 from xft_lora.options import LoraOptions
-from xft_lora.strategy import CONFIG, WEIGHTS, Lora
+from xft_lora.strategy import CONFIG, WEIGHTS, Lora, save_peft_files
 
 TASK = "task"  # peft's name for the task adapter while training
 MADX = "madx.json"
@@ -120,7 +119,7 @@ class Madx:
         for language, sub in paths.items():
             (folder / sub).mkdir(parents=True, exist_ok=True)
             # the tensors as loaded: a base cast to bf16 for training must not round the language adapters
-            _save_adapter(model, stack.languages[language], folder / sub, stack.weights[language])
+            save_peft_files(model, stack.languages[language], folder / sub, stack.weights[language])
         (folder / MADX).write_text(json.dumps({"format": 1, "task_adapter": ".", "languages": paths,
                                                "source_language": stack.source}, indent=2) + "\n", encoding="utf-8")
         return {"serves": sorted(stack.languages)}  # the manifest: the router routes these languages here
@@ -238,16 +237,6 @@ def _only_task_trains(model: Any, task: str) -> None:
     for name, parameter in model.named_parameters():
         if ".lora_" in name or ".modules_to_save." in name:
             parameter.requires_grad = marker in name
-
-
-def _save_adapter(model: Any, slot: str, folder: Path, state: dict[str, Any]) -> None:
-    from safetensors.torch import save_file
-
-    state = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
-    save_file(state, str(Path(folder) / WEIGHTS), metadata={"format": "pt"})
-    config = copy.deepcopy(model.peft_config[slot])
-    config.inference_mode = True
-    config.save_pretrained(str(folder))
 
 
 def _read_madx(folder: Path) -> tuple[dict[str, str], str | None]:

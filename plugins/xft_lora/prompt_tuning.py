@@ -16,12 +16,12 @@ What peft cannot do here, and what the strategy does instead:
 from __future__ import annotations
 
 import contextlib
-import copy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ContextManager, Iterator, Sequence
 
 from xft_core.hooks import StrategySpec, TaskHead, hookimpl
+from xft_lora.strategy import save_peft_files
 
 DEFAULT = "default"  # peft's adapter name for a single set of weights
 WEIGHTS = "adapter_model.safetensors"
@@ -105,16 +105,7 @@ class PromptTuning:
         set_peft_model_state_dict(model, weights, adapter_name=model.active_adapter)
 
     def save(self, model: Any, folder: Path, adapter: str | None, head: TaskHead) -> None:
-        from peft.utils import get_peft_model_state_dict
-        from safetensors.torch import save_file
-
-        name = adapter or model.active_adapter
-        state = get_peft_model_state_dict(model, adapter_name=name)
-        state = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
-        save_file(state, str(Path(folder) / WEIGHTS), metadata={"format": "pt"})
-        config = copy.deepcopy(model.peft_config[name])
-        config.inference_mode = True
-        config.save_pretrained(str(folder))
+        save_peft_files(model, adapter or model.active_adapter, folder)
 
     # ----------------------------------------------------------------------------------------- inference
     def attach(self, model: Any, folder: Path, name: str, head: TaskHead) -> Any:

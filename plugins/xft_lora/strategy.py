@@ -126,16 +126,7 @@ class Lora:
             set_peft_model_state_dict(model, weights, adapter_name=adapter)
 
     def save(self, model: Any, folder: Path, adapter: str | None, head: TaskHead) -> None:  # manifest: nothing to add
-        from peft.utils import get_peft_model_state_dict
-        from safetensors.torch import save_file
-
-        name = adapter or DEFAULT
-        state = get_peft_model_state_dict(model, adapter_name=name)
-        state = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
-        save_file(state, str(Path(folder) / WEIGHTS), metadata={"format": "pt"})
-        config = copy.deepcopy(model.peft_config[name])
-        config.inference_mode = True
-        config.save_pretrained(str(folder))
+        save_peft_files(model, adapter or DEFAULT, folder)
 
     # ----------------------------------------------------------------------------------------- inference
     def attach(self, model: Any, folder: Path, name: str, head: TaskHead) -> Any:
@@ -222,6 +213,21 @@ def _prefix_cache(model: Any, top_layers: int) -> Any:
     if layers is None or not is_deterministic(model, layers[:first]):
         return None
     return FrozenPrefixCache(model, layers, first)
+
+
+def save_peft_files(model: Any, name: str, folder: Path, state: dict[str, Any] | None = None) -> None:
+    """peft's own two files for adapter `name` (its weights, or `state`, and its config in inference mode), so
+    plain `PeftModel.from_pretrained(base, folder)` loads them."""
+    from peft.utils import get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    if state is None:
+        state = get_peft_model_state_dict(model, adapter_name=name)
+    state = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+    save_file(state, str(Path(folder) / WEIGHTS), metadata={"format": "pt"})
+    config = copy.deepcopy(model.peft_config[name])
+    config.inference_mode = True
+    config.save_pretrained(str(folder))
 
 
 def _unwrapped(model: Any) -> Any:
