@@ -8,9 +8,8 @@ the share of training done t (0 to 1, told by the engine through `set_progress` 
 a straight line between the two distributions: early batches follow the data (the large languages dominate, as in
 plain multilingual training), late batches give every language its turn (the small ones catch up at the end).
 
-Written against the `LanguageSampler` protocol rather than `xft_core.hooks.ProbabilitySampler`, whose
-probabilities are fixed when it is built; drawing and state follow the same rules (one seeded numpy generator whose
-state is saved, so a resumed run draws the same languages).
+Built on `xft_core.hooks.ProbabilitySampler` (one seeded numpy generator whose state is saved, so a resumed run
+draws the same languages), with `set_progress` moving its probabilities.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from xft_core.hooks import proportions
+from xft_core.hooks import ProbabilitySampler, proportions
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,48 +46,30 @@ def curriculum_probabilities(sizes: Mapping[str, int], options: CurriculumOption
     return {k: (1 - t) * first[k] + t * last[k] for k in sorted(p)}
 
 
-class CurriculumSampler:
-    """Draws the next batch's language from q(t), t the share of training done."""
+class CurriculumSampler(ProbabilitySampler):
+    """Draws the next batch's language from q(t), t the share of training done: `ProbabilitySampler` draws,
+    counts and saves the generator's state; this class only moves the probabilities as the engine reports
+    progress (and saves that progress too, so a resumed run draws from the same q)."""
 
     def __init__(self, sizes: Mapping[str, int], options: CurriculumOptions, seed: int):
-        import numpy as np
-
         self.options = options
         self.sizes = {k: int(n) for k, n in sizes.items() if n > 0}
         if not self.sizes:
             raise ValueError("curriculum: no training examples in any language")
-        self.languages = sorted(self.sizes)
-        self.counts: dict[str, int] = {k: 0 for k in self.languages}
-        self.draws = 0
         self.progress = 0.0
-        self._rng = np.random.default_rng(seed)
-        self._q = self._shares(0.0)
-
-    def _shares(self, done: float) -> list[float]:
-        q = curriculum_probabilities(self.sizes, self.options, done)
-        return [q[k] for k in self.languages]
-
-    def probabilities(self) -> dict[str, float]:
-        return dict(zip(self.languages, self._q))
+        super().__init__(curriculum_probabilities(self.sizes, options, 0.0), seed)
 
     def set_progress(self, done: float) -> None:
+        import numpy as np
+
         done = min(1.0, max(0.0, float(done)))
         if done != self.progress:
-            self.progress, self._q = done, self._shares(done)
-
-    def next_language(self) -> str:
-        self.draws += 1
-        return self.languages[int(self._rng.choice(len(self.languages), p=self._q))]
-
-    def record(self, language: str, examples: int) -> None:
-        self.counts[language] = self.counts.get(language, 0) + int(examples)
+            q = curriculum_probabilities(self.sizes, self.options, done)
+            self.progress, self._q = done, np.array([q[k] for k in self.languages], dtype=np.float64)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"rng": self._rng.bit_generator.state, "counts": dict(self.counts), "draws": self.draws,
-                "progress": self.progress}
+        return {**super().state_dict(), "progress": self.progress}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self._rng.bit_generator.state = state["rng"]
-        self.counts = dict(state["counts"])
-        self.draws = int(state.get("draws", 0))
+        super().load_state_dict(state)
         self.set_progress(float(state.get("progress", 0.0)))
