@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
 from xft_core.hooks import ROW_LANGUAGE, MetricSpec, RowFields, hookimpl
+from xft_core.util.lm import load_with_lm_head
 
 __all__ = ["LanguageModeling", "LanguageModelingOptions", "perplexity"]
 
@@ -136,7 +137,7 @@ class LanguageModeling:
 
     # --------------------------------------------------------------------------------------- model
     def build_model(self, model_path: Path, tokenizer: Any) -> Any:
-        from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM
+        from transformers import AutoConfig
         from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
         config = AutoConfig.from_pretrained(model_path)
@@ -146,15 +147,8 @@ class LanguageModeling:
         if self.options.model_type == "auto":  # encoders (BERT, XLM-R) have a masked-LM class; decoders do not
             self.masked = config.model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES
         self.model_kind = "masked-lm" if self.masked else "causal-lm"
-        auto = AutoModelForMaskedLM if self.masked else AutoModelForCausalLM
-        model, info = auto.from_pretrained(model_path, output_loading_info=True)
-        head_missing = [k for k in info.get("missing_keys", []) if not k.startswith(model.base_model_prefix + ".")]
-        if head_missing:
-            raise ValueError(
-                f"language-modeling: {model_path} has no trained {'masked-' if self.masked else ''}LM head "
-                f"(missing {', '.join(sorted(head_missing)[:3])}); the objective needs the model's own LM head. "
-                "Use a checkpoint saved with its LM head."
-            )
+        model = load_with_lm_head(model_path, masked=self.masked, who="language-modeling",
+                                  why="the objective needs the model's own LM head")
         if getattr(model.config, "pad_token_id", None) is None and tokenizer.pad_token_id is not None:
             model.config.pad_token_id = tokenizer.pad_token_id
         return model

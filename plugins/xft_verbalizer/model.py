@@ -18,6 +18,8 @@ from typing import Any
 
 from transformers import PretrainedConfig, PreTrainedModel
 
+from xft_core.util.lm import load_with_lm_head
+
 
 class VerbalizerModel(PreTrainedModel):
     """LM body -> hidden state at the answer position -> LM head -> logits of the label words."""
@@ -43,17 +45,8 @@ class VerbalizerModel(PreTrainedModel):
     @classmethod
     def from_lm(cls, model_path: str | Path, *, masked: bool, loss: str = "label_words") -> VerbalizerModel:
         """The pretrained LM in `model_path` with its own LM head; an encoder without MLM head weights is an error."""
-        from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
-
-        auto = AutoModelForMaskedLM if masked else AutoModelForCausalLM
-        lm, info = auto.from_pretrained(model_path, output_loading_info=True)
-        head_missing = [k for k in info.get("missing_keys", []) if not k.startswith(lm.base_model_prefix + ".")]
-        if head_missing:
-            raise ValueError(
-                f"prompt-classification: {model_path} has no trained {'masked-' if masked else ''}LM head "
-                f"(missing {', '.join(sorted(head_missing)[:3])}); label words need the model's own LM head. "
-                "Use a checkpoint saved with its LM head, or task: sequence-classification."
-            )
+        lm = load_with_lm_head(model_path, masked=masked, who="prompt-classification",
+                               why="label words need the model's own LM head", hint=", or task: sequence-classification")
         return cls(lm.config, lm, masked=masked, loss=loss)
 
     def _init_weights(self, module: Any) -> None:
