@@ -92,3 +92,14 @@ def test_serve_load_throughput_quick(tmp_path):
         assert wrong == 0 and errors == 0, clients  # correctness, not timing
     positive(out, rf"^router batch: {NUMBER} rows/s \({NUMBER} mixed-language rows per predict")
     positive(out, rf"^server rows/s at 8 clients / router rows/s: {NUMBER}\s+(?:ok|MISS)\s+\(floor 0\.8\)$")
+
+
+@pytest.mark.skipif(not SIB.is_dir(), reason=f"needs the SIB-200 data in {SIB}")
+def test_int8_probe_quick(tmp_path):
+    out = run(tmp_path, "int8_probe.py", "--quick")
+    positive(out, rf"^fp32\s+{NUMBER} rows/s\s+1\.00x")
+    for variant in ("w8", "w8a8"):
+        speed, ratio, agree, error = numbers(
+            out, rf"^{variant}\s+{NUMBER} rows/s\s+{NUMBER}x\s+topic agreement\s+{NUMBER}%\s+score error {NUMBER}$")
+        assert speed > 0 and ratio > 0 and 0 <= agree <= 100, variant
+        assert 0 < error < 1, f"{variant}: rounding the weights must change the scores a little, not wreck them"
