@@ -38,12 +38,16 @@ def test_evaluation_rows_are_a_spread_sample_that_stays_parallel(tmp_path):
     folder = task_data(TASKS["sib200"], SHARED, tmp_path, eval_rows=50)
     source = [json.loads(line) for line in (SHARED / "sib200" / "deu.test.jsonl").read_text(encoding="utf-8").splitlines()]
     german = [json.loads(line) for line in (folder / "deu.test.jsonl").read_text(encoding="utf-8").splitlines()]
+    french = [json.loads(line) for line in (folder / "fra.test.jsonl").read_text(encoding="utf-8").splitlines()]
     english = [json.loads(line) for line in (folder / "eng.test.jsonl").read_text(encoding="utf-8").splitlines()]
     assert len(german) == 50 and all(row in source for row in german)
     assert len({r["label"] for r in source[:50]}) < len({r["label"] for r in source}) == len({r["label"] for r in german})
-    assert [r["label"] for r in english] == [r["label"] for r in german], "the same lines in every language"
-    again = task_data(TASKS["sib200"], SHARED, tmp_path / "again", eval_rows=50)
+    assert [r["label"] for r in french] == [r["label"] for r in german], "the same lines in every language"
+    assert len(english) == len(source), "the source language is evaluated on all its rows unless told otherwise"
+    again = task_data(TASKS["sib200"], SHARED, tmp_path / "again", eval_rows=50, source_eval_rows=50)
     assert (again / "deu.test.jsonl").read_bytes() == (folder / "deu.test.jsonl").read_bytes()
+    english = [json.loads(line) for line in (again / "eng.test.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [r["label"] for r in english] == [r["label"] for r in german], "a cut source takes the targets' lines"
 
 
 @needs_shared
@@ -70,10 +74,26 @@ def test_quick_suite_runs_every_recipe_reports_and_resumes(tmp_path, capsys):
     markdown = (out / "transfer.md").read_text(encoding="utf-8")
     assert "| verbalizer |" in markdown and "vs base (zero-shot)" in markdown
 
+    assert all(r["eval_rows"]["eng" if r["task"] == "sib200" else "en"] == 16 for r in runs), \
+        "the source is evaluated on its own number of rows (16 in quick mode), the targets on 8"
+    assert all(n == 8 for r in runs for lang, n in r["eval_rows"].items() if lang not in ("eng", "en"))
+
     stamp = (out / "runs" / "sib200-verbalizer-s0" / "run.json").stat().st_mtime_ns
     assert main(command) == 0
     assert (out / "runs" / "sib200-verbalizer-s0" / "run.json").stat().st_mtime_ns == stamp, "finished runs are kept"
     assert len((out / "results.jsonl").read_text(encoding="utf-8").splitlines()) == len(runs)
+
+    # more source rows asked for: finished runs are re-scored on them from their run folders, never retrained
+    assert main([*command, "--source-eval-rows", "24"]) == 0
+    assert (out / "runs" / "sib200-verbalizer-s0" / "run.json").stat().st_mtime_ns == stamp, "no run is retrained"
+    again = [json.loads(line) for line in (out / "results.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(again) == len(runs)
+    for before, after in zip(runs, again):
+        source = "eng" if after["task"] == "sib200" else "en"
+        assert after["eval_rows"][source] == 24 and after["source_score"] == after["scores"][source]
+        assert {k: v for k, v in after["scores"].items() if k != source} == \
+            {k: v for k, v in before["scores"].items() if k != source}, "target scores are untouched"
+        assert after["train_seconds"] == before["train_seconds"] and after["wall_seconds"] >= before["wall_seconds"]
 
 
 def test_unknown_recipe_is_named_with_the_choices(tmp_path):

@@ -9,7 +9,8 @@ from xft_core.bench.transfer import Suite
 
 
 def quick_suite(suite: Suite) -> Suite:
-    """A tiny Gemma-3-like model whose tokenizer knows the tasks' label words, 4 steps, 8 rows, one seed."""
+    """A tiny Gemma-3-like model whose tokenizer knows the tasks' label words, 4 steps, 8 rows per target (16 of the
+    source unless --source-eval-rows says otherwise), one seed."""
     from xft_core.testing import DEFAULT_TEXTS, build_tiny_model
 
     folder = suite.out / "tiny-gemma3"
@@ -20,4 +21,4 @@ def quick_suite(suite: Suite) -> Suite:
         texts = list(DEFAULT_TEXTS) + [f"{word} {word} {word}" for word in sorted(words)] * 20
         build_tiny_model("gemma3", folder, texts=texts)
     return dataclasses.replace(suite, model=str(folder), steps=4, batch_size=4, seeds=suite.seeds[:1], eval_rows=8,
-                               train_rows=32, language_adapter_steps=2)
+                               source_eval_rows=suite.source_eval_rows or 16, train_rows=32, language_adapter_steps=2)

@@ -53,14 +53,16 @@ TASKS = {
 XNLI_TRAIN_ROWS = 1990  # a multiple of 3: premise groups are never cut
 
 
-def task_data(task: SuiteTask, data_root: Path, out: Path, *, eval_rows: int = 0, train_rows: int = 0) -> Path:
+def task_data(task: SuiteTask, data_root: Path, out: Path, *, eval_rows: int = 0, train_rows: int = 0,
+              source_eval_rows: int = 0) -> Path:
     """The folder of `<lang>.<split>.jsonl` files the suite trains and evaluates on (written under `out` when the
-    source must be split or cut; the shipped folder itself otherwise)."""
+    source must be split or cut; the shipped folder itself otherwise). `eval_rows` cuts each target language's
+    evaluation split, `source_eval_rows` the source language's (0: all its rows)."""
     source = Path(data_root) / task.folder
     if not source.is_dir():
         raise DataError(f"{source}: no such data folder for task '{task.name}' (give --data, the folder holding "
                         f"{', '.join(sorted({t.folder for t in TASKS.values()}))})")
-    if task.name != "xnli" and not eval_rows and not train_rows:
+    if task.name != "xnli" and not eval_rows and not train_rows and not source_eval_rows:
         return source
     target = Path(out) / "data" / task.name
     target.mkdir(parents=True, exist_ok=True)
@@ -76,7 +78,7 @@ def task_data(task: SuiteTask, data_root: Path, out: Path, *, eval_rows: int = 0
             splits = {split: _read(source / f"{language}.{split}.jsonl")
                       for split in ("train", task.eval_split) if (source / f"{language}.{split}.jsonl").is_file()}
         for split, rows in splits.items():
-            limit = eval_rows if split == task.eval_split else train_rows
+            limit = train_rows if split != task.eval_split else source_eval_rows if language == task.source else eval_rows
             _write(target / f"{language}.{split}.jsonl", spread_sample(rows, limit, key=f"{task.name}:{split}"))
     return target
 

@@ -35,7 +35,10 @@ class Suite:
     model: str = "gemma3-270m"
     steps: int = 200
     batch_size: int = 16
-    eval_rows: int = 0  # per language (0: the whole evaluation split)
+    eval_rows: int = 0  # per target language (0: the whole evaluation split)
+    # the source language's evaluation rows (0: all): its score is one language, not an average over many, so a
+    # cut to 50 rows would leave it +-7 points of sampling noise
+    source_eval_rows: int = 0
     train_rows: int = 0  # per language (0: all)
     language_adapter_steps: int = 100  # MAD-X: steps of each language adapter (trained once per task)
     pm: Any = None
@@ -65,8 +68,10 @@ def run_suite(suite: Suite, *, console: Any = None) -> dict[str, Any]:
     done = {(r["task"], r["recipe"], r["seed"]): r for r in _read_results(log)}
     for task_name in suite.tasks:
         task = TASKS[task_name]
-        data = task_data(task, suite.data_root, suite.out, eval_rows=suite.eval_rows, train_rows=suite.train_rows)
+        data = task_data(task, suite.data_root, suite.out, eval_rows=suite.eval_rows, train_rows=suite.train_rows,
+                         source_eval_rows=suite.source_eval_rows)
         recipes = [RECIPES[r] for r in suite.recipes if task.kind in RECIPES[r].kinds]
+        _rescore_source(suite, task, data, done, log, console)
         language_adapters = ""
         if any(r.language_adapters for r in recipes):
             language_adapters = _language_adapters(suite, task, data, console)
@@ -119,6 +124,42 @@ def _run_one(suite: Suite, task: SuiteTask, recipe: Recipe, seed: int, data: str
         "wall_seconds": round(time.perf_counter() - started, 1), "steps": suite.steps, "batch_size": suite.batch_size,
         "model": suite.model, "eval_rows": matrix.examples,
     }
+
+
+def _source_rows(task: SuiteTask, data: Path) -> int:
+    path = Path(data) / f"{task.source}.{task.eval_split}.jsonl"
+    return sum(1 for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+
+
+def _rescore_source(suite: Suite, task: SuiteTask, data: Path, done: dict[tuple[str, str, int], dict[str, Any]],
+                    log: Path, console: Any) -> None:
+    """Finished runs whose source score came from another number of rows than the suite now evaluates (an older
+    suite cut the source like the targets) are scored again on the source's rows from their kept run folder, with
+    no retraining; `results.jsonl` is rewritten with the new source scores."""
+    from xft_core.evaluation import transfer_matrix
+
+    rows = _source_rows(task, data)
+    stale = [(key, r) for key, r in done.items() if key[0] == task.name and key[1] in RECIPES
+             and r.get("eval_rows", {}).get(task.source) != rows]
+    changed = False
+    for (_, recipe_name, seed), result in stale:
+        recipe = RECIPES[recipe_name]
+        run_dir = suite.out / "runs" / f"{task.name}-{recipe.derived_from or recipe.name}-s{seed}"
+        if not (run_dir / "run.json").is_file():
+            continue  # its run folder is gone: the result stays as it was
+        started = time.perf_counter()
+        matrix = transfer_matrix(run_dir, data, split=task.eval_split, languages=[task.source], pm=suite.pm,
+                                 include_base=False, progress=suite.progress, scale=recipe.scale)
+        row = next(r for r in matrix.rows if r.kind != "base")
+        before = result["source_score"]
+        result["scores"][task.source] = result["source_score"] = row.cells[task.source][matrix.primary]
+        result["eval_rows"] = {**result.get("eval_rows", {}), task.source: matrix.examples[task.source]}
+        result["wall_seconds"] = round(result["wall_seconds"] + time.perf_counter() - started, 1)  # + the new scoring
+        changed = True
+        console.print(f"{task.name} {recipe_name} seed {seed}: source re-scored on {rows} rows: "
+                      f"{before:.3f} -> {result['source_score']:.3f}", highlight=False)
+    if changed:
+        atomic_write_text(log, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in done.values()))
 
 
 def _language_adapters(suite: Suite, task: SuiteTask, data: Path, console: Any) -> str:
@@ -181,13 +222,14 @@ def summarise(suite: Suite) -> dict[str, Any]:
         tasks[task_name] = {"source": task.source, "targets": list(task.targets), "metric": metric, "how": task.how,
                             "recipes": rows}
     return {"model": suite.model, "steps": suite.steps, "batch_size": suite.batch_size, "seeds": suite.seeds,
-            "eval_rows": suite.eval_rows or "all", "baseline": BASELINE, "tasks": tasks, "runs": suite.results}
+            "eval_rows": suite.eval_rows or "all", "source_eval_rows": suite.source_eval_rows or "all", "baseline": BASELINE, "tasks": tasks, "runs": suite.results}
 
 
 def markdown(report: dict[str, Any]) -> str:
     lines = ["# Cross-lingual transfer suite", "",
              f"Model `{report['model']}`, English source, {report['steps']} steps of batch {report['batch_size']} for "
-             f"every recipe, seeds {', '.join(map(str, report['seeds']))}; scores x100, mean ± std over seeds; "
+             f"every recipe, seeds {', '.join(map(str, report['seeds']))}; evaluated on {report['eval_rows']} rows per "
+             f"target language and {report['source_eval_rows']} of the source; scores x100, mean ± std over seeds; "
              f"'vs base' is the difference to `{report['baseline']}`.", ""]
     for name, task in report["tasks"].items():
         lines += [f"## {name} ({task['metric']})", "", task["how"] + ".", "",

@@ -38,7 +38,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--steps", type=int, default=200, help="training steps of every recipe (default 200)")
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--eval-rows", type=int, default=0, metavar="N", help="evaluation rows per language (0: all)")
+    p.add_argument("--eval-rows", type=int, default=0, metavar="N",
+                   help="evaluation rows per target language, drawn across the file (0: all)")
+    p.add_argument("--source-eval-rows", type=int, default=0, metavar="N",
+                   help="evaluation rows of the source language (default 0: all; its score is one language, not an "
+                        "average, so it needs more rows than each target). Finished runs scored on other rows are "
+                        "re-scored from their run folders without training")
     p.add_argument("--model", default="gemma3-270m", help="base model (default: the embedded Gemma 3 270M)")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"folder with sib200/, nli/, ud_pos/ (default {DEFAULT_DATA})")
     p.add_argument("--out", type=Path, default=Path("runs/bench-transfer"), help="output folder (runs, results, report)")
@@ -54,7 +59,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
 
     suite = Suite(tasks=list(args.tasks), recipes=list(args.recipes), seeds=list(args.seeds), out=args.out,
                   data_root=args.data, model=args.model, steps=args.steps, batch_size=args.batch_size,
-                  eval_rows=args.eval_rows, progress=not args.no_progress)
+                  eval_rows=args.eval_rows, source_eval_rows=args.source_eval_rows, progress=not args.no_progress)
     if args.quick:
         from xft_core.bench.quick import quick_suite
 
