@@ -222,7 +222,8 @@ def summarise(suite: Suite) -> dict[str, Any]:
         tasks[task_name] = {"source": task.source, "targets": list(task.targets), "metric": metric, "how": task.how,
                             "recipes": rows}
     return {"model": suite.model, "steps": suite.steps, "batch_size": suite.batch_size, "seeds": suite.seeds,
-            "eval_rows": suite.eval_rows or "all", "source_eval_rows": suite.source_eval_rows or "all", "baseline": BASELINE, "tasks": tasks, "runs": suite.results}
+            "eval_rows": suite.eval_rows or "all", "source_eval_rows": suite.source_eval_rows or "all",
+            "baseline": BASELINE, "tasks": tasks, "runs": suite.results}
 
 
 def markdown(report: dict[str, Any]) -> str:
