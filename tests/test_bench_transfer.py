@@ -103,3 +103,22 @@ def test_unknown_recipe_is_named_with_the_choices(tmp_path):
         run_suite(Suite(tasks=["sib200"], recipes=["nope"], seeds=[0], out=tmp_path, data_root=tmp_path))
     with pytest.raises(ValueError, match="'verbalizer-wise' evaluates the adapters of 'verbalizer'"):
         run_suite(Suite(tasks=["sib200"], recipes=["verbalizer-wise"], seeds=[0], out=tmp_path, data_root=tmp_path))
+
+
+@needs_shared
+def test_madx_trains_its_language_adapters_once_with_the_steps_asked_for(tmp_path, capsys):
+    from xft_core.cli.main import main
+
+    out = tmp_path / "suite"
+    command = ["bench", "transfer", "--quick", "--tasks", "sib200", "--recipes", "lora-head", "madx", "--out", str(out),
+               "--no-progress", "--language-adapter-steps", "1"]
+    assert main(command) == 0, capsys.readouterr().err
+    adapters = out / "runs" / "sib200-language-adapters-1"
+    info = json.loads((adapters / "run.json").read_text(encoding="utf-8"))
+    assert info["steps"] == 10, "1 step for each of the 10 languages"
+    runs = [json.loads(line) for line in (out / "results.jsonl").read_text(encoding="utf-8").splitlines()]
+    madx = next(r for r in runs if r["recipe"] == "madx")
+    assert madx["language_adapter_steps"] == 1 and "language_adapter_steps" not in runs[0]
+    config = (out / "runs" / "sib200-madx-s0" / "config.yaml").read_text(encoding="utf-8")
+    assert str(adapters) in config, "the task adapter is trained over those language adapters"
+

@@ -21,4 +21,5 @@ def quick_suite(suite: Suite) -> Suite:
         texts = list(DEFAULT_TEXTS) + [f"{word} {word} {word}" for word in sorted(words)] * 20
         build_tiny_model("gemma3", folder, texts=texts)
     return dataclasses.replace(suite, model=str(folder), steps=4, batch_size=4, seeds=suite.seeds[:1], eval_rows=8,
-                               source_eval_rows=suite.source_eval_rows or 16, train_rows=32, language_adapter_steps=2)
+                               source_eval_rows=suite.source_eval_rows or 16, train_rows=32,
+                               language_adapter_steps=min(2, suite.language_adapter_steps))

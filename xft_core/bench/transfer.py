@@ -123,6 +123,7 @@ def _run_one(suite: Suite, task: SuiteTask, recipe: Recipe, seed: int, data: str
         "examples_per_second": examples_per_second, "train_seconds": round(train_seconds, 1),
         "wall_seconds": round(time.perf_counter() - started, 1), "steps": suite.steps, "batch_size": suite.batch_size,
         "model": suite.model, "eval_rows": matrix.examples,
+        **({"language_adapter_steps": suite.language_adapter_steps} if recipe.language_adapters else {}),
     }
 
 
@@ -166,7 +167,7 @@ def _language_adapters(suite: Suite, task: SuiteTask, data: Path, console: Any) 
     """MAD-X's language adapters for every language of the task: LM objective on the train texts, once per task."""
     from xft_core.training import train
 
-    run_dir = suite.out / "runs" / f"{task.name}-language-adapters"
+    run_dir = suite.out / "runs" / f"{task.name}-language-adapters-{suite.language_adapter_steps}"
     if (run_dir / "run.json").is_file():
         return str(run_dir)
     shutil.rmtree(run_dir, ignore_errors=True)

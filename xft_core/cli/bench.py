@@ -44,6 +44,8 @@ def register(subparsers: Any) -> None:
                    help="evaluation rows of the source language (default 0: all; its score is one language, not an "
                         "average, so it needs more rows than each target). Finished runs scored on other rows are "
                         "re-scored from their run folders without training")
+    p.add_argument("--language-adapter-steps", type=int, default=100, metavar="N",
+                   help="MAD-X: training steps of each language's adapter, batch 8 (default 100; trained once per task)")
     p.add_argument("--model", default="gemma3-270m", help="base model (default: the embedded Gemma 3 270M)")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"folder with sib200/, nli/, ud_pos/ (default {DEFAULT_DATA})")
     p.add_argument("--out", type=Path, default=Path("runs/bench-transfer"), help="output folder (runs, results, report)")
@@ -59,7 +61,8 @@ def cmd_transfer(args: argparse.Namespace) -> int:
 
     suite = Suite(tasks=list(args.tasks), recipes=list(args.recipes), seeds=list(args.seeds), out=args.out,
                   data_root=args.data, model=args.model, steps=args.steps, batch_size=args.batch_size,
-                  eval_rows=args.eval_rows, source_eval_rows=args.source_eval_rows, progress=not args.no_progress)
+                  eval_rows=args.eval_rows, source_eval_rows=args.source_eval_rows,
+                  language_adapter_steps=args.language_adapter_steps, progress=not args.no_progress)
     if args.quick:
         from xft_core.bench.quick import quick_suite
 
