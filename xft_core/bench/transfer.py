@@ -99,8 +99,7 @@ def _run_one(suite: Suite, task: SuiteTask, recipe: Recipe, seed: int, data: str
     from xft_core.training import train
 
     started = time.perf_counter()
-    trained_from = recipe.derived_from or recipe.name
-    run_dir = suite.out / "runs" / f"{task.name}-{trained_from}-s{seed}"
+    run_dir = _run_dir(suite, task, recipe, seed)
     train_seconds, examples_per_second = 0.0, 0.0
     if recipe.derived_from:
         info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
@@ -127,6 +126,11 @@ def _run_one(suite: Suite, task: SuiteTask, recipe: Recipe, seed: int, data: str
     }
 
 
+def _run_dir(suite: Suite, task: SuiteTask, recipe: Recipe, seed: int) -> Path:
+    """The run folder a recipe's adapters are in (a derived recipe's are its parent's)."""
+    return suite.out / "runs" / f"{task.name}-{recipe.derived_from or recipe.name}-s{seed}"
+
+
 def _source_rows(task: SuiteTask, data: Path) -> int:
     path = Path(data) / f"{task.source}.{task.eval_split}.jsonl"
     return sum(1 for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
@@ -145,7 +149,7 @@ def _rescore_source(suite: Suite, task: SuiteTask, data: Path, done: dict[tuple[
     changed = False
     for (_, recipe_name, seed), result in stale:
         recipe = RECIPES[recipe_name]
-        run_dir = suite.out / "runs" / f"{task.name}-{recipe.derived_from or recipe.name}-s{seed}"
+        run_dir = _run_dir(suite, task, recipe, seed)
         if not (run_dir / "run.json").is_file():
             continue  # its run folder is gone: the result stays as it was
         started = time.perf_counter()
