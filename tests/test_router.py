@@ -133,7 +133,12 @@ def test_switching_adapters_never_walks_the_model_and_answers_like_each_adapter_
 
 
 @pytest.mark.parametrize("family", ["bert", "gemma3"])
-def test_mixed_language_batch_equals_each_adapter_alone(family, runs, pm):
+def test_mixed_language_batch_equals_each_adapter_alone(family, runs, pm, monkeypatch):
+    from peft.tuners.lora.layer import Linear
+
+    gathered = []  # peft's gather/scatter path: never taken, the router hands each adapter's rows adjacent
+    original = Linear._mixed_batch_forward
+    monkeypatch.setattr(Linear, "_mixed_batch_forward", lambda *a, **k: gathered.append(1) or original(*a, **k))
     router = Router.from_run(runs[family], pm=pm)
     texts, languages = [], []
     for i in range(3):  # interleaved, so every language's rows are scattered through the batch
@@ -144,6 +149,7 @@ def test_mixed_language_batch_equals_each_adapter_alone(family, runs, pm):
     languages.append("xx")  # no adapter, no fallback: the bare base model
     predictions = router.predict(texts, languages)
     assert router.stats.forwards == 1, "all languages must share one forward pass"
+    assert not gathered, "each adapter's rows must run as one slice of the batch"
     assert predictions[-1]["adapter"] == BASE and predictions[-1]["adapter_version"] is None
     for language in LANGUAGES:
         mine = [p for p in predictions if p["language"] == language]

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, ContextManager, Sequence
 
 from xft_core.hooks import BASE_ADAPTER, TaskHead
+from xft_lora.mixed import install as install_contiguous
 from xft_lora.options import LoraOptions, auto_target_modules
 
 DEFAULT = "default"  # peft's adapter name for a single set of weights
@@ -99,21 +100,27 @@ class Lora:
         only the active name changes, on the adapter layers found once per attached set (about 130 on that model).
         Always done, even when peft's model-level name already matches: adding an adapter moves the head copy
         (modules_to_save) to the new one without changing that name."""
-        from peft.tuners.tuners_utils import BaseTunerLayer
         from peft.utils import AuxiliaryTrainingWrapper
 
         if name not in model.peft_config:
             raise KeyError(f"lora: no adapter '{name}' attached (attached: {', '.join(model.peft_config)})")
-        if self._layers is None or self._layers[0] is not model:
-            found = [m for m in model.modules() if isinstance(m, (BaseTunerLayer, AuxiliaryTrainingWrapper))]
-            self._layers = (model, found)
-        for module in self._layers[1]:  # what peft's set_adapter leaves, less the requires_grad flags
+        for module in self._adapter_layers(model):  # what peft's set_adapter leaves, less the requires_grad flags
             if isinstance(module, AuxiliaryTrainingWrapper):  # the head copy (modules_to_save)
                 wanted = module.check_set_adapter(name)
                 module._active_adapter = wanted if wanted in module._adapters else []
             else:
                 module._active_adapter = [name]
         model.base_model.active_adapter = name
+
+    def _adapter_layers(self, model: Any) -> list[Any]:
+        """The adapter layers and head copies of `model`, found once per attached set (attach/detach reset it)."""
+        from peft.tuners.tuners_utils import BaseTunerLayer
+        from peft.utils import AuxiliaryTrainingWrapper
+
+        if self._layers is None or self._layers[0] is not model:
+            found = [m for m in model.modules() if isinstance(m, (BaseTunerLayer, AuxiliaryTrainingWrapper))]
+            self._layers = (model, found)
+        return self._layers[1]
 
     def init_from(self, model: Any, folder: Path, adapters: Sequence[str]) -> None:
         """Start every adapter from a saved (multilingual) adapter."""
@@ -191,6 +198,9 @@ class Lora:
         return model.disable_adapter() if isinstance(model, PeftModel) else contextlib.nullcontext()
 
     def route(self, model: Any, names: Sequence[str]) -> dict[str, list[Any]]:
+        """Per-row adapter names for peft; rows of one adapter that come adjacent (the router groups them) run as
+        one slice of the batch in every LoRA layer (mixed.py) instead of peft's gather and scatter."""
+        install_contiguous(self._adapter_layers(model))
         return {"adapter_names": ["__base__" if n == BASE_ADAPTER else n for n in names]}
 
     def merge(self, model: Any, adapter: str, language: str | None = None) -> Any:

@@ -3,7 +3,8 @@
 Rows of different adapters share ONE forward pass when the strategy can route rows (`Strategy.route`; for LoRA,
 peft's `adapter_names=[...]`); strategies that cannot mix rows (`mixed_batch` False), language-adapter strategies
 and per-language scales run one forward per group of rows that share an adapter (and a language). Requests with
-more rows than one forward takes are ordered by length first, so each forward pads to a similar length.
+more rows than one forward takes are ordered by length first, so each forward pads to a similar length; within a
+mixed forward the rows of one adapter are made adjacent (`grouped_by_adapter`).
 """
 
 from __future__ import annotations
@@ -82,7 +83,13 @@ class Forwarding:
             for name in {n for n, _ in distinct if n != BASE}:
                 self._prepare(self.cache.slot(name), None, activate=False)
             slots = [BASE if n == BASE else self.cache.slot(n) for n in names]
-            return self._predict(self.model, rows, route=self.strategy.route(self.model, slots))
+            order = grouped_by_adapter(slots, self.batch_size)
+            routed = self._predict(self.model, [rows[i] for i in order],
+                                   route=self.strategy.route(self.model, [slots[i] for i in order]))
+            outputs = [None] * len(rows)
+            for i, output in zip(order, routed):
+                outputs[i] = output
+            return outputs  # type: ignore[return-value]
         outputs: list[dict | None] = [None] * len(rows)
         for key in distinct:
             index = [i for i, k in enumerate(keys) if k == key]
@@ -101,3 +108,18 @@ class Forwarding:
     def _predict(self, model: Any, rows: list[dict], route: dict[str, list[Any]] | None = None) -> list[dict]:
         return predict_rows(self.base.head, model, self.base.tokenizer, rows, batch_size=self.batch_size,
                             max_length=self.max_length, route=route, precision=self.precision)
+
+
+def grouped_by_adapter(slots: list[str], batch_size: int) -> list[int]:
+    """Row order for a mixed forward: within each forward of `batch_size` rows (which rows share a forward is
+    unchanged, so length grouping holds), the rows of one adapter made adjacent, in order of first appearance.
+    A strategy then runs each adapter's rows as one contiguous slice of the batch instead of gathering and
+    scattering scattered rows in every adapted layer."""
+    order: list[int] = []
+    for start in range(0, len(slots), batch_size):
+        chunk = range(start, min(start + batch_size, len(slots)))
+        first = {}
+        for i in chunk:
+            first.setdefault(slots[i], len(first))
+        order += sorted(chunk, key=lambda i: first[slots[i]])
+    return order
