@@ -103,3 +103,14 @@ def test_int8_probe_quick(tmp_path):
             out, rf"^{variant}\s+{NUMBER} rows/s\s+{NUMBER}x\s+topic agreement\s+{NUMBER}%\s+score error {NUMBER}$")
         assert speed > 0 and ratio > 0 and 0 <= agree <= 100, variant
         assert 0 < error < 1, f"{variant}: rounding the weights must change the scores a little, not wreck them"
+
+
+@pytest.mark.skipif(not SIB.is_dir(), reason=f"needs the SIB-200 data in {SIB}")
+def test_compile_probe_quick(tmp_path):
+    out = run(tmp_path, "compile_probe.py", "--quick", "--repeat", "1")
+    positive(out, rf"^eager\s+{NUMBER} rows/s\s+1\.00x")
+    speed, ratio, first, difference = numbers(
+        out, rf"^compiled\s+{NUMBER} rows/s\s+{NUMBER}x\s+first pass \(compiling\) {NUMBER} s\s+"
+             rf"max score difference {NUMBER}$")
+    assert speed > 0 and ratio > 0 and first > 0
+    assert difference < 1e-3, "the compiled model must compute the same scores"
