@@ -92,18 +92,21 @@ def prompts(per_language: int) -> list[str]:
     return texts
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def probe_parser(doc: str | None, per_language: int, batch_size: int) -> argparse.ArgumentParser:
+    """The options every probe on the SIB-200 prompts takes (this one and compile_probe.py)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="gemma3-270m", help="base model (default: the embedded Gemma 3 270M)")
-    parser.add_argument("--quick", action="store_true", help="a tiny random Gemma 3, 4 prompts per language (CI)")
-    parser.add_argument("--per-language", type=int, default=32, help="prompts per language (default 32)")
-    parser.add_argument("--batch-size", type=int, default=32, help="prompts per forward (default 32)")
+    parser.add_argument("--quick", action="store_true", help="a tiny random Gemma 3, a few prompts per language (CI)")
+    parser.add_argument("--per-language", type=int, default=per_language,
+                        help=f"prompts per language (default {per_language})")
+    parser.add_argument("--batch-size", type=int, default=batch_size, help=f"prompts per forward (default {batch_size})")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    args = parser.parse_args(argv)
-    if not SIB.is_dir():
-        print(f"needs the SIB-200 data in {SIB}")
-        return 2
+    return parser
 
+
+def load_lm(args: argparse.Namespace) -> tuple[Path, Any, Any]:
+    """(folder, tokenizer padding on the left, frozen fp32 causal LM): the tiny random Gemma 3 with --quick, else
+    --model; torch set to --threads."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -113,11 +116,23 @@ def main(argv: list[str] | None = None) -> int:
 
     quiet_transformers()
     torch.set_num_threads(args.threads)
-    with tempfile.TemporaryDirectory(prefix="xft-int8-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="xft-probe-") as scratch:
         folder = tiny_model_cache("gemma3", scratch) if args.quick else resolve_model(args.model, get_plugin_manager())
         tokenizer = AutoTokenizer.from_pretrained(folder)
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval().requires_grad_(False)
     tokenizer.padding_side = "left"
+    return Path(folder), tokenizer, model
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = probe_parser(__doc__, per_language=32, batch_size=32).parse_args(argv)
+    if not SIB.is_dir():
+        print(f"needs the SIB-200 data in {SIB}")
+        return 2
+
+    import torch
+
+    folder, tokenizer, model = load_lm(args)
     texts = prompts(4 if args.quick else args.per_language)
     word_ids = [tokenizer(" " + word, add_special_tokens=False)["input_ids"][0] for word in TOPICS]
     batches = [tokenizer(texts[i:i + args.batch_size], return_tensors="pt", padding=True)
