@@ -115,12 +115,14 @@ class Lora:
         model.base_model.active_adapter = name
 
     def _adapter_layers(self, model: Any) -> list[Any]:
-        """The adapter layers and head copies of `model`, found once per attached set (attach/detach reset it)."""
+        """The adapter layers and head copies of `model`, found once per attached set (attach/detach reset it);
+        the LoRA layers among them get the sliced mixed-batch path then."""
         from peft.tuners.tuners_utils import BaseTunerLayer
         from peft.utils import AuxiliaryTrainingWrapper
 
         if self._layers is None or self._layers[0] is not model:
             found = [m for m in model.modules() if isinstance(m, (BaseTunerLayer, AuxiliaryTrainingWrapper))]
+            install_contiguous(found)  # mixed batches: each adapter's adjacent rows as one slice (mixed.py)
             self._layers = (model, found)
         return self._layers[1]
 
@@ -202,7 +204,7 @@ class Lora:
     def route(self, model: Any, names: Sequence[str]) -> dict[str, list[Any]]:
         """Per-row adapter names for peft; rows of one adapter that come adjacent (the router groups them) run as
         one slice of the batch in every LoRA layer (mixed.py) instead of peft's gather and scatter."""
-        install_contiguous(self._adapter_layers(model))
+        self._adapter_layers(model)
         return {"adapter_names": ["__base__" if n == BASE_ADAPTER else n for n in names]}
 
     def merge(self, model: Any, adapter: str, language: str | None = None) -> Any:

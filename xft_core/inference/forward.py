@@ -54,10 +54,7 @@ class Forwarding:
         texts = [self._text_of(row) for row in rows]
         lengths = [len(ids) for ids in self.base.tokenizer(texts, add_special_tokens=False)["input_ids"]]
         order = sorted(range(len(rows)), key=lengths.__getitem__)
-        outputs: list[dict | None] = [None] * len(rows)
-        for i, output in zip(order, self._run([rows[i] for i in order], [names[i] for i in order])):
-            outputs[i] = output
-        return outputs  # type: ignore[return-value]
+        return put_back(order, self._run([rows[i] for i in order], [names[i] for i in order]))
 
     def _run(self, rows: list[dict], names: list[str]) -> list[dict]:
         """Forward `rows`, each through its adapter: one pass when they can mix, else one per group of rows that
@@ -84,18 +81,15 @@ class Forwarding:
                 self._prepare(self.cache.slot(name), None, activate=False)
             slots = [BASE if n == BASE else self.cache.slot(n) for n in names]
             order = grouped_by_adapter(slots, self.batch_size)
-            routed = self._predict(self.model, [rows[i] for i in order],
-                                   route=self.strategy.route(self.model, [slots[i] for i in order]))
-            outputs = [None] * len(rows)
-            for i, output in zip(order, routed):
-                outputs[i] = output
-            return outputs  # type: ignore[return-value]
-        outputs: list[dict | None] = [None] * len(rows)
+            return put_back(order, self._predict(self.model, [rows[i] for i in order],
+                                                 route=self.strategy.route(self.model, [slots[i] for i in order])))
+        order: list[int] = []
+        outputs: list[dict] = []
         for key in distinct:
             index = [i for i, k in enumerate(keys) if k == key]
-            for i, output in zip(index, self._run([rows[i] for i in index], [key[0]] * len(index))):
-                outputs[i] = output
-        return outputs  # type: ignore[return-value]
+            order += index
+            outputs += self._run([rows[i] for i in index], [key[0]] * len(index))
+        return put_back(order, outputs)
 
     def _prepare(self, slot: str, language: str | None, *, activate: bool = True) -> None:
         """Scale the adapter for the rows' language (when scales are set) and make it the active one."""
@@ -123,3 +117,11 @@ def grouped_by_adapter(slots: list[str], batch_size: int) -> list[int]:
             first.setdefault(slots[i], len(first))
         order += sorted(chunk, key=lambda i: first[slots[i]])
     return order
+
+
+def put_back(order: list[int], outputs: list[dict]) -> list[dict]:
+    """`outputs` of the rows taken in `order` (a permutation of the row indices), back in the rows' own order."""
+    back: list[dict | None] = [None] * len(order)
+    for i, output in zip(order, outputs):
+        back[i] = output
+    return back  # type: ignore[return-value]
