@@ -59,6 +59,6 @@ def install(layers: Sequence[Any]) -> int:
     for layer in layers:
         if type(layer) is Linear:
             if layer.__dict__.get("_mixed_batch_forward") is None:
-                layer._mixed_batch_forward = types.MethodType(contiguous_mixed_forward, layer)
+                layer._mixed_batch_forward = types.MethodType(contiguous_mixed_forward, layer)  # type: ignore[method-assign]
             count += 1
     return count

@@ -83,13 +83,13 @@ class Forwarding:
             order = grouped_by_adapter(slots, self.batch_size)
             return put_back(order, self._predict(self.model, [rows[i] for i in order],
                                                  route=self.strategy.route(self.model, [slots[i] for i in order])))
-        order: list[int] = []
+        taken: list[int] = []
         outputs: list[dict] = []
         for key in distinct:
             index = [i for i, k in enumerate(keys) if k == key]
-            order += index
+            taken += index
             outputs += self._run([rows[i] for i in index], [key[0]] * len(index))
-        return put_back(order, outputs)
+        return put_back(taken, outputs)
 
     def _prepare(self, slot: str, language: str | None, *, activate: bool = True) -> None:
         """Scale the adapter for the rows' language (when scales are set) and make it the active one."""
@@ -112,7 +112,7 @@ def grouped_by_adapter(slots: list[str], batch_size: int) -> list[int]:
     order: list[int] = []
     for start in range(0, len(slots), batch_size):
         chunk = range(start, min(start + batch_size, len(slots)))
-        first = {}
+        first: dict[str, int] = {}
         for i in chunk:
             first.setdefault(slots[i], len(first))
         order += sorted(chunk, key=lambda i: first[slots[i]])
