@@ -73,6 +73,8 @@ def test_quick_suite_runs_every_recipe_reports_and_resumes(tmp_path, capsys):
     assert wise["train_seconds"] == 0, "the WiSE-FT recipe evaluates the verbalizer's adapters, no training"
     markdown = (out / "transfer.md").read_text(encoding="utf-8")
     assert "| verbalizer |" in markdown and "vs base (zero-shot)" in markdown
+    assert "## sib200 (macro_f1), 4 steps" in markdown and "## xnli (macro_f1), 4 steps" in markdown
+    assert all(r["steps"] == 4 and r["batch_size"] == 4 for r in runs)
 
     assert all(r["eval_rows"]["eng" if r["task"] == "sib200" else "en"] == 16 for r in runs), \
         "the source is evaluated on its own number of rows (16 in quick mode), the targets on 8"
@@ -103,6 +105,28 @@ def test_unknown_recipe_is_named_with_the_choices(tmp_path):
         run_suite(Suite(tasks=["sib200"], recipes=["nope"], seeds=[0], out=tmp_path, data_root=tmp_path))
     with pytest.raises(ValueError, match="'verbalizer-wise' evaluates the adapters of 'verbalizer'"):
         run_suite(Suite(tasks=["sib200"], recipes=["verbalizer-wise"], seeds=[0], out=tmp_path, data_root=tmp_path))
+
+
+def test_each_task_has_its_own_budget_unless_steps_are_given_and_budgets_never_mix(tmp_path):
+    from xft_core.bench.tasks import TASKS
+    from xft_core.bench.transfer import Suite, run_suite
+
+    per_task = Suite(tasks=["sib200", "xnli"], recipes=["lora-head"], seeds=[0], out=tmp_path, data_root=tmp_path)
+    assert [per_task.steps_for(TASKS[t]) for t in ("sib200", "xnli")] == [TASKS["sib200"].steps, TASKS["xnli"].steps]
+    assert TASKS["xnli"].steps > TASKS["sib200"].steps, "NLI needs the longer budget (docs/transfer.md)"
+    fixed = Suite(tasks=["sib200", "xnli"], recipes=["lora-head"], seeds=[0], out=tmp_path, data_root=tmp_path, steps=7)
+    assert {fixed.steps_for(task) for task in TASKS.values()} == {7}
+
+    # a folder holding runs of another budget: refused before anything trains, naming the file and both budgets
+    finished = {"task": "sib200", "recipe": "lora-head", "seed": 0, "steps": 40, "batch_size": 16}
+    (tmp_path / "results.jsonl").write_text(json.dumps(finished) + "\n", encoding="utf-8")
+    for asked in ({"steps": 300}, {"steps": 40, "batch_size": 8}):
+        suite = Suite(tasks=["sib200"], recipes=["verbalizer"], seeds=[1], out=tmp_path, data_root=tmp_path, **asked)
+        with pytest.raises(ValueError, match=r"results\.jsonl holds sib200 runs of 40 steps of batch 16; this suite "
+                                             rf"asks for {asked['steps']} steps of batch {asked.get('batch_size', 16)}\. "
+                                             r"Give another --out"):
+            run_suite(suite)
+    assert not (tmp_path / "runs").exists(), "nothing ran"
 
 
 @needs_shared

@@ -33,7 +33,7 @@ class Suite:
     out: Path
     data_root: Path
     model: str = "gemma3-270m"
-    steps: int = 200
+    steps: int = 0  # training steps of every recipe (0: each task's own budget, `SuiteTask.steps`)
     batch_size: int = 16
     eval_rows: int = 0  # per target language (0: the whole evaluation split)
     # the source language's evaluation rows (0: all): its score is one language, not an average over many, so a
@@ -55,6 +55,9 @@ class Suite:
             if parent and parent not in self.recipes:
                 raise ValueError(f"recipe '{name}' evaluates the adapters of '{parent}': add it to the recipes")
 
+    def steps_for(self, task: SuiteTask) -> int:
+        return self.steps or task.steps
+
 
 # ------------------------------------------------------------------------------------------------- running
 def run_suite(suite: Suite, *, console: Any = None) -> dict[str, Any]:
@@ -68,6 +71,7 @@ def run_suite(suite: Suite, *, console: Any = None) -> dict[str, Any]:
     done = {(r["task"], r["recipe"], r["seed"]): r for r in _read_results(log)}
     for task_name in suite.tasks:
         task = TASKS[task_name]
+        _check_budget(suite, task, [r for r in done.values() if r["task"] == task.name], log)
         data = task_data(task, suite.data_root, suite.out, eval_rows=suite.eval_rows, train_rows=suite.train_rows,
                          source_eval_rows=suite.source_eval_rows)
         recipes = [RECIPES[r] for r in suite.recipes if task.kind in RECIPES[r].kinds]
@@ -94,6 +98,17 @@ def run_suite(suite: Suite, *, console: Any = None) -> dict[str, Any]:
     return report
 
 
+def _check_budget(suite: Suite, task: SuiteTask, finished: list[dict[str, Any]], log: Path) -> None:
+    """Finished runs count only under the budget they ran with: a suite asking for other steps or another batch
+    size in the same folder is refused, since it would mix budgets in one table (its run folders carry no budget)."""
+    asked = (suite.steps_for(task), suite.batch_size)
+    other = sorted({(r.get("steps"), r.get("batch_size")) for r in finished} - {asked}, key=str)
+    if other:
+        held = ", ".join(f"{steps} steps of batch {batch}" for steps, batch in other)
+        raise ValueError(f"{log} holds {task.name} runs of {held}; this suite asks for {asked[0]} steps of batch "
+                         f"{asked[1]}. Give another --out, or the same --steps and --batch-size")
+
+
 def _run_one(suite: Suite, task: SuiteTask, recipe: Recipe, seed: int, data: str, language_adapters: str) -> dict[str, Any]:
     from xft_core.evaluation import transfer_matrix
     from xft_core.training import train
@@ -107,7 +122,8 @@ def _run_one(suite: Suite, task: SuiteTask, recipe: Recipe, seed: int, data: str
     else:
         shutil.rmtree(run_dir, ignore_errors=True)  # a run cut short earlier starts over
         config = run_config(recipe, task, name=run_dir.name, out=str(run_dir.parent), model=suite.model, data=data,
-                            seed=seed, steps=suite.steps, batch_size=suite.batch_size, language_adapters=language_adapters)
+                            seed=seed, steps=suite.steps_for(task), batch_size=suite.batch_size,
+                            language_adapters=language_adapters)
         run = train(config, pm=suite.pm, progress=suite.progress)
         train_seconds, examples_per_second = run.wall_seconds, run.examples_per_second
     matrix = transfer_matrix(run_dir, data, split=task.eval_split, languages=task.languages, pm=suite.pm,
@@ -120,7 +136,8 @@ def _run_one(suite: Suite, task: SuiteTask, recipe: Recipe, seed: int, data: str
         "task": task.name, "recipe": recipe.name, "seed": seed, "metric": metric, "scores": scores,
         "source_score": scores.get(task.source, math.nan), "zero_shot": sum(targets) / len(targets) if targets else math.nan,
         "examples_per_second": examples_per_second, "train_seconds": round(train_seconds, 1),
-        "wall_seconds": round(time.perf_counter() - started, 1), "steps": suite.steps, "batch_size": suite.batch_size,
+        "wall_seconds": round(time.perf_counter() - started, 1), "steps": suite.steps_for(task),
+        "batch_size": suite.batch_size,
         "model": suite.model, "eval_rows": matrix.examples,
         **({"language_adapter_steps": suite.language_adapter_steps} if recipe.language_adapters else {}),
     }
@@ -225,20 +242,20 @@ def summarise(suite: Suite) -> dict[str, Any]:
             values["source_vs_baseline"] = values["source_mean"] - base["source_mean"] if base else None
         metric = next((r["metric"] for r in suite.results if r["task"] == task_name), "")
         tasks[task_name] = {"source": task.source, "targets": list(task.targets), "metric": metric, "how": task.how,
-                            "recipes": rows}
-    return {"model": suite.model, "steps": suite.steps, "batch_size": suite.batch_size, "seeds": suite.seeds,
+                            "steps": suite.steps_for(task), "recipes": rows}
+    return {"model": suite.model, "steps": suite.steps or "per task", "batch_size": suite.batch_size, "seeds": suite.seeds,
             "eval_rows": suite.eval_rows or "all", "source_eval_rows": suite.source_eval_rows or "all",
             "baseline": BASELINE, "tasks": tasks, "runs": suite.results}
 
 
 def markdown(report: dict[str, Any]) -> str:
     lines = ["# Cross-lingual transfer suite", "",
-             f"Model `{report['model']}`, English source, {report['steps']} steps of batch {report['batch_size']} for "
-             f"every recipe, seeds {', '.join(map(str, report['seeds']))}; evaluated on {report['eval_rows']} rows per "
-             f"target language and {report['source_eval_rows']} of the source; scores x100, mean ± std over seeds; "
-             f"'vs base' is the difference to `{report['baseline']}`.", ""]
+             f"Model `{report['model']}`, English source, batch {report['batch_size']}, the same steps for every "
+             f"recipe of a task (under its name), seeds {', '.join(map(str, report['seeds']))}; evaluated on "
+             f"{report['eval_rows']} rows per target language and {report['source_eval_rows']} of the source; "
+             f"scores x100, mean ± std over seeds; 'vs base' is the difference to `{report['baseline']}`.", ""]
     for name, task in report["tasks"].items():
-        lines += [f"## {name} ({task['metric']})", "", task["how"] + ".", "",
+        lines += [f"## {name} ({task['metric']}), {task['steps']} steps", "", task["how"] + ".", "",
                   "| recipe | English | zero-shot avg | vs base (zero-shot) | vs base (English) | examples/s | wall s | seeds |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|"]
         for recipe, r in task["recipes"].items():

@@ -36,7 +36,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--recipes", nargs="+", default=list(DEFAULT_RECIPES), metavar="RECIPE",
                    help=f"recipes (default: {' '.join(DEFAULT_RECIPES)})")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--steps", type=int, default=200, help="training steps of every recipe (default 200)")
+    p.add_argument("--steps", type=int, default=0,
+                   help="training steps of every recipe (default: each task's own budget: "
+                        + ", ".join(f"{name} {task.steps}" for name, task in TASKS.items()) + ")")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--eval-rows", type=int, default=0, metavar="N",
                    help="evaluation rows per target language, drawn across the file (0: all)")
