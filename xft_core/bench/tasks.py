@@ -43,7 +43,7 @@ TASKS = {
     "xnli": SuiteTask(
         "xnli", "classification", "nli", "en",
         ("ar", "bg", "de", "el", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur", "vi", "zh"),
-        template="nli", max_length=160, steps=300,  # at 150 steps no recipe has learnt NLI yet (docs/transfer.md)
+        template="nli", max_length=160, steps=300,  # at 150 the verbalizer is still learning English (docs/transfer.md)
         how="XNLI has only dev (2490 parallel rows per language, premises in groups of 3): train on en lines 1-1990, "
             "evaluate every language on lines 1991-2490 less the 2 whose premise also occurs in lines 1-1990 (498 rows), "
             "so no test row is a translation of a training row and no test premise was seen in training"),
