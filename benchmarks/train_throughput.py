@@ -9,8 +9,11 @@
 
 Each variant runs in its own process (so peak RSS is its own) and reports examples/s of its training steps
 (evaluation excluded), the padding share of its batches, its peak RSS and the dev macro-F1 after training.
+Every variant trains 3 epochs by default (the Trainer's default), so `top_layers`' frozen-prefix cache pays from
+the second; with `--seeds 0 1 2` it repeats everything per seed and prints the means (the dev set has 99 rows, so
+one seed's F1 moves by several points).
 
-    python benchmarks/train_throughput.py                # the embedded Gemma 3 270M on SIB-200 English
+    python benchmarks/train_throughput.py --seeds 0 1 2  # the embedded Gemma 3 270M on SIB-200 English
     python benchmarks/train_throughput.py --quick        # a tiny model on a synthetic stand-in (CI)
 """
 
@@ -127,7 +130,7 @@ def with_xft(model_path: str, data: Path, epochs: int, batch_size: int, lr: floa
 
 
 def child(args: argparse.Namespace) -> None:
-    common = dict(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, max_length=args.max_length, seed=args.seed)
+    common = dict(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, max_length=args.max_length, seed=args.seeds[0])
     data = Path(args.data)
     if args.variant == "plain":
         result = plain(args.model, data, **common)
@@ -140,16 +143,41 @@ def child(args: argparse.Namespace) -> None:
     print("RESULT " + json.dumps({**result, "peak_rss_mb": peak_rss_mb()}), flush=True)
 
 
+def run_variant(variant: str, model: str, data: Path, args: argparse.Namespace, seed: int) -> dict:
+    """One variant in a process of its own (so its peak RSS is its own); its RESULT line, parsed."""
+    command = [sys.executable, __file__, "--variant", variant, "--model", model, "--data", str(data),
+               "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--lr", str(args.lr),
+               "--max-length", str(args.max_length), "--seeds", str(seed)]
+    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+    line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
+    if done.returncode or line is None:
+        print(done.stdout[-2000:], done.stderr[-4000:], file=sys.stderr)
+        raise SystemExit(f"variant {variant} (seed {seed}) failed ({done.returncode})")
+    return json.loads(line[len("RESULT "):])
+
+
+def against_plain(runs: list[dict]) -> list[tuple[str, float, float]]:
+    """(variant, mean rate / plain's mean rate, mean of per-run dev macro-F1 differences in points)."""
+    def mean(values: list[float]) -> float:
+        return sum(values) / len(values)
+
+    plain_rate = mean([r["plain"]["examples_per_second"] for r in runs])
+    return [(variant, mean([r[variant]["examples_per_second"] for r in runs]) / plain_rate,
+             mean([100 * (r[variant]["dev_macro_f1"] - r["plain"]["dev_macro_f1"]) for r in runs]))
+            for variant in runs[0] if variant != "plain"]
+
+
 # --------------------------------------------------------------------------------------------- driver
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny model, synthetic data: checks the script in seconds")
     parser.add_argument("--model", default="gemma3-270m")
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=3, help="epochs of every variant (default 3, the Trainer's default)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--max-length", type=int, default=128)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0],
+                        help="run every variant once per seed and print the means too (the dev set is 99 rows)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
@@ -168,29 +196,29 @@ def main(argv: list[str] | None = None) -> int:
         from xft_core.models import resolve_model
 
         model, data = str(resolve_model(args.model, get_plugin_manager())), SIB
-    results = {}
-    for variant in args.variants:
-        command = [sys.executable, __file__, "--variant", variant, "--model", model, "--data", str(data),
-                   "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--lr", str(args.lr),
-                   "--max-length", str(args.max_length), "--seed", str(args.seed)]
-        done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
-        line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
-        if done.returncode or line is None:
-            print(done.stdout[-2000:], done.stderr[-4000:], file=sys.stderr)
-            raise SystemExit(f"variant {variant} failed ({done.returncode})")
-        results[variant] = json.loads(line[len("RESULT "):])
-        r = results[variant]
-        print(f"{variant:9s} {r['examples_per_second']:7.2f} ex/s  padding {100 * r['padding_share']:4.1f}%  "
-              f"peak RSS {r['peak_rss_mb']:7.0f} MB  dev macro-F1 {100 * r['dev_macro_f1']:5.1f}", flush=True)
-    if "plain" in results:
-        base = results["plain"]
-        for variant, r in results.items():
-            if variant != "plain":
-                print(f"{variant}/plain: {r['examples_per_second'] / base['examples_per_second']:.2f}x examples/s, "
-                      f"dev macro-F1 {100 * (r['dev_macro_f1'] - base['dev_macro_f1']):+.1f} points")
+    runs: dict[int, dict] = {}
+    for seed in args.seeds:
+        if len(args.seeds) > 1:
+            print(f"seed {seed}", flush=True)
+        runs[seed] = results = {}
+        for variant in args.variants:
+            results[variant] = r = run_variant(variant, model, data, args, seed)
+            print(f"{variant:9s} {r['examples_per_second']:7.2f} ex/s  padding {100 * r['padding_share']:4.1f}%  "
+                  f"peak RSS {r['peak_rss_mb']:7.0f} MB  dev macro-F1 {100 * r['dev_macro_f1']:5.1f}", flush=True)
+        if "plain" in results:
+            for variant, ratio, points in against_plain([results]):
+                print(f"{variant}/plain: {ratio:.2f}x examples/s, dev macro-F1 {points:+.1f} points")
+    mean = {}
+    if len(runs) > 1 and "plain" in args.variants:
+        print(f"mean of {len(runs)} seeds (rates averaged over seeds, then divided; F1 differences averaged):")
+        for variant, ratio, points in against_plain(list(runs.values())):
+            mean[variant] = {"ratio": ratio, "dev_macro_f1_points": points}
+            print(f"  {variant}/plain: {ratio:.2f}x examples/s, dev macro-F1 {points:+.1f} points")
     if args.json:
         Path(args.json).write_text(json.dumps({"model": args.model if not args.quick else "tiny", "epochs": args.epochs,
-                                               "batch_size": args.batch_size, "results": results}, indent=2) + "\n")
+                                               "batch_size": args.batch_size, "seeds": args.seeds,
+                                               "runs": {str(k): v for k, v in runs.items()}, "mean": mean},
+                                              indent=2) + "\n")
     return 0
 
 

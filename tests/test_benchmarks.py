@@ -68,6 +68,24 @@ def test_train_throughput_quick(tmp_path):
         numbers(out, rf"^{re.escape(variant)}/plain: {NUMBER}x examples/s, dev macro-F1 {NUMBER} points$")
 
 
+def test_train_throughput_means_divide_mean_rates_and_average_f1_differences():
+    """Over seeds the ratio is mean rate over plain's mean rate (not a mean of ratios), and the F1 change the mean of
+    each seed's difference to its own plain run."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_throughput", BENCHMARKS / "train_throughput.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    def result(rate: float, f1: float) -> dict:
+        return {"examples_per_second": rate, "dev_macro_f1": f1}
+
+    runs = [{"plain": result(2.0, 0.80), "xft": result(8.0, 0.70)}, {"plain": result(6.0, 0.60), "xft": result(8.0, 0.80)}]
+    [(variant, ratio, points)] = module.against_plain(runs)
+    assert variant == "xft"
+    assert ratio == pytest.approx(2.0)  # 8 / 4; the mean of the per-seed ratios would be (4 + 1.33) / 2
+    assert points == pytest.approx(5.0)  # (-10 + 20) / 2
+
+
 @pytest.mark.skipif(not SIB.is_dir(), reason=f"needs the SIB-200 data in {SIB}")
 def test_inference_throughput_quick(tmp_path):
     out = run(tmp_path, "inference_throughput.py", "--quick")
