@@ -132,3 +132,14 @@ def test_compile_probe_quick(tmp_path):
              rf"max score difference {NUMBER}$")
     assert speed > 0 and ratio > 0 and first > 0
     assert difference < 1e-3, "the compiled model must compute the same scores"
+
+
+def test_threads_probe_quick(tmp_path):
+    out = run(tmp_path, "threads_probe.py", "--quick")
+    [cores] = positive(out, rf"^{NUMBER} cores; a LoRA training step of 4 rows x 8 tokens$")
+    n = int(cores)
+    positive(out, rf"^one thread\s+{NUMBER} ex/s$")
+    positive(out, rf"^{n} threads\s+{NUMBER} ex/s$")
+    positive(out, rf"^{n} processes\s+{NUMBER} ex/s  \(one thread each, {max(1, 4 // n)} rows each\)$")
+    for label in ("threads / one thread", "processes / threads"):
+        positive(out, rf"^{re.escape(label)}\s+{NUMBER}x$")
