@@ -69,6 +69,25 @@ def plain(package: Path, texts: list[str], batch_size: int, max_length: int) -> 
     return predicted, time.perf_counter() - started
 
 
+def padding_bound(package: Path, texts: list[str], batch_size: int, max_length: int) -> tuple[int, int, int]:
+    """(tokens in the texts, token positions of batches in the given order, of batches cut from the texts sorted
+    by length): what (a) computes, and the least any batching into forwards of `batch_size` computes."""
+    from transformers import AutoTokenizer
+
+    from xft_core.adapters import Manifest
+    from xft_core.hooks.manager import get_plugin_manager
+    from xft_core.models import resolve_model
+
+    folder = resolve_model(Manifest.read(package).data["base_model"], get_plugin_manager())
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
+
+    def positions(order: list[int]) -> int:
+        return sum(max(order[i : i + batch_size]) * len(order[i : i + batch_size]) for i in range(0, len(order), batch_size))
+
+    return sum(lengths), positions(lengths), positions(sorted(lengths))
+
+
 def routed(run: Path, texts: list[str], batch_size: int, max_length: int, language: str) -> tuple[list[str], float, str]:
     from xft_core.inference import Router
 
@@ -101,10 +120,13 @@ def main(argv: list[str] | None = None) -> int:
     mine, seconds_b, precision = routed(run, texts, args.batch_size, args.max_length, "eng")
     theirs, seconds_a = plain(package, texts, args.batch_size, args.max_length)
     agree = sum(a == b for a, b in zip(mine, theirs)) / len(texts)
+    tokens, given, ordered = padding_bound(package, texts, args.batch_size, args.max_length)
     print(f"{len(texts)} texts ({', '.join(args.languages)}), batches of {args.batch_size}")
     print(f"(a) plain peft loop   {len(texts) / seconds_a:8.1f} rows/s  (fp32, batches in the given order)")
     print(f"(b) xft router        {len(texts) / seconds_b:8.1f} rows/s  (precision {precision}, length-ordered forwards)")
     print(f"(b)/(a) {seconds_a / seconds_b:.2f}x rows/s; predicted labels agree on {100 * agree:.1f}% of the texts")
+    print(f"{tokens} tokens; (a)'s batches compute {given} positions ({100 * (1 - tokens / given):.1f}% padding), "
+          f"batches of the length-sorted texts {ordered}: ordering alone bounds (b)/(a) at {given / ordered:.2f}x")
     return 0
 
 

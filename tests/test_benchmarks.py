@@ -76,6 +76,7 @@ def test_train_throughput_means_divide_mean_rates_and_average_f1_differences():
     spec = importlib.util.spec_from_file_location("train_throughput", BENCHMARKS / "train_throughput.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+
     def result(rate: float, f1: float) -> dict:
         return {"examples_per_second": rate, "dev_macro_f1": f1}
 
@@ -94,6 +95,10 @@ def test_inference_throughput_quick(tmp_path):
     positive(out, rf"^\(b\) xft router\s+{NUMBER} rows/s")
     ratio, agree = numbers(out, rf"^\(b\)/\(a\) {NUMBER}x rows/s; predicted labels agree on {NUMBER}% of the texts$")
     assert ratio > 0 and 0 <= agree <= 100
+    tokens, given, padding, ordered, bound = numbers(out, rf"^{NUMBER} tokens; \(a\)'s batches compute {NUMBER} positions "
+                                                          rf"\({NUMBER}% padding\), batches of the length-sorted texts "
+                                                          rf"{NUMBER}: ordering alone bounds \(b\)/\(a\) at {NUMBER}x$")
+    assert 0 < tokens <= ordered <= given and bound >= 1
 
 
 def test_serve_load_throughput_quick(tmp_path):
