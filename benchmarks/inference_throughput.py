@@ -43,18 +43,23 @@ def train_adapter(model: str, data: Path, out: Path, steps: int) -> Path:
     return run.paths.root
 
 
-def plain(package: Path, texts: list[str], batch_size: int, max_length: int) -> tuple[list[str], float]:
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
+def base_of(package: Path) -> tuple[Path, dict]:
+    """The folder of the adapter package's base model, and the package's manifest data."""
     from xft_core.adapters import Manifest
     from xft_core.hooks.manager import get_plugin_manager
     from xft_core.models import resolve_model
 
     manifest = Manifest.read(package)
-    folder = resolve_model(manifest.data["base_model"], get_plugin_manager())
-    labels = manifest.data["labels"]
+    return resolve_model(manifest.data["base_model"], get_plugin_manager()), manifest.data
+
+
+def plain(package: Path, texts: list[str], batch_size: int, max_length: int) -> tuple[list[str], float]:
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    folder, manifest = base_of(package)
+    labels = manifest["labels"]
     tokenizer = AutoTokenizer.from_pretrained(folder)
     base = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=len(labels))
     base.config.pad_token_id = tokenizer.pad_token_id
@@ -74,12 +79,7 @@ def padding_bound(package: Path, texts: list[str], batch_size: int, max_length: 
     by length): what (a) computes, and the least any batching into forwards of `batch_size` computes."""
     from transformers import AutoTokenizer
 
-    from xft_core.adapters import Manifest
-    from xft_core.hooks.manager import get_plugin_manager
-    from xft_core.models import resolve_model
-
-    folder = resolve_model(Manifest.read(package).data["base_model"], get_plugin_manager())
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(base_of(package)[0])
     lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
 
     def positions(order: list[int]) -> int:
