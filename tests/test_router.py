@@ -537,7 +537,7 @@ def test_a_package_that_changed_on_disk_while_evicted_comes_back_as_a_new_versio
     copy_package(runs["bert"] / "adapters" / "de", folder)  # the first content again: its hash, a new version
     third = router.predict(TEXTS["de"], adapters="de")
     assert {(p["adapter_version"], p["adapter_hash"]) for p in third} == {(3, hash_1)}
-    assert [p["logits"] for p in third] == [p["logits"] for p in first]
+    assert worst([p["logits"] for p in third], [p["logits"] for p in first]) < 1e-6, "the first content scores as it did"
     assert router.replace("de", folder) == 4 and router.adapter_hash("de") == hash_1, "a replace always counts on"
 
 

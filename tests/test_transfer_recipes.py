@@ -233,10 +233,16 @@ def test_frozen_prefix_cache_gives_the_same_training_and_skips_frozen_layers(tin
     cache = cached.strategy.prefix_cache
     assert plain.strategy.prefix_cache is None and cache is not None and cache.first == 1
     assert cache.hits > 0, "later epochs replay the frozen layer's output"
-    losses = [(r["step"], r["loss"]) for r in cached.history if "loss" in r]
-    assert losses == [(r["step"], r["loss"]) for r in plain.history if "loss" in r], "the same losses, step by step"
+    # The same computation, not the same bits: kernels may block a replayed batch differently from a computed one
+    # (seen on a CPU with AVX512_BF16: 1.2e-7 apart at step 15), so floats compare within a tolerance that a real
+    # error (a stale or misplaced cached row moves the loss by 1e-3 or more) still fails.
+    losses = {r["step"]: r["loss"] for r in cached.history if "loss" in r}
+    expected = {r["step"]: r["loss"] for r in plain.history if "loss" in r}
+    assert losses.keys() == expected.keys() and len(losses) == 24
+    for step, loss in expected.items():
+        assert losses[step] == pytest.approx(loss, rel=1e-5, abs=1e-6), f"step {step}: {losses[step]} vs {loss}"
     for (name, a), (_, b) in zip(cached.unwrapped_model().named_parameters(), plain.unwrapped_model().named_parameters()):
-        assert torch.equal(a, b), name
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6, msg=name)
 
 
 def test_frozen_prefix_cache_stays_off_where_layers_use_dropout(tiny_model, sentiment_data, tmp_path, pm):
