@@ -23,7 +23,7 @@ from xft_core.config import ConfigError  # noqa: E402
 from xft_core.config.schema import DataConfig  # noqa: E402
 from xft_core.data import DataError  # noqa: E402
 from xft_core.data.loading import dataset_from_config, dataset_from_path  # noqa: E402
-from xft_core.data.sources import find_source  # noqa: E402
+from xft_core.data.source_plugins import find_source  # noqa: E402
 from xft_core.hooks.manager import collect  # noqa: E402
 
 ROWS = {

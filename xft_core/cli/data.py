@@ -145,34 +145,63 @@ def _name(file: str) -> str:
 
 def render(report: Report, console: Any, *, source: str = "", examples: int = 5, task: str | None = None) -> None:
     """Tables may use the terminal's width; every line that names a file and line is printed whole."""
+    _summary(report, console, source, task)
+    label_kind = "labels" if report.fields.label else "tags" if report.fields.tags else None
+    union = sorted({name for p in report.parts for name in getattr(p, label_kind)}) if label_kind else []
+    console.print(_rows_table(report, label_kind, union))
+    if label_kind == "labels" and 1 < len(union) <= 50:
+        console.print(_labels_table(report, union))
+    kinds = [k for k in KINDS if report.count(k)]
+    if kinds:
+        console.print(_issues_table(report, kinds))
+        console.print(_issues_per_language_table(report, kinds))
+    for kind in kinds:
+        _examples(report, kind, console, examples)
+    _coverage(report, console)
+
+
+def _splits(report: Report) -> list[str]:
+    return list(dict.fromkeys(p.split for p in report.parts))
+
+
+def _languages(report: Report) -> list[str]:
+    return sorted({p.language for p in report.parts})
+
+
+def _table(title: str, columns: list[str], *, right: tuple[str, ...] = ()) -> Any:
     from rich.table import Table
 
-    splits = list(dict.fromkeys(p.split for p in report.parts))
-    languages = sorted({p.language for p in report.parts})
-    by = {(p.language, p.split): p for p in report.parts}
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, justify="right" if column in right else "left")
+    return table
+
+
+def _summary(report: Report, console: Any, source: str, task: str | None) -> None:
+    """One line on what was checked; one more for parallel data."""
     rows = sum(p.rows for p in report.parts)
     second = report.fields.pair or report.fields.target
     print_line(
         console,
-        f"xft data check {source}: {len(languages)} language(s), splits {', '.join(splits)}, {rows:,} rows; "
-        + (f"task head '{task}': " if task else "") + f"text field '{report.fields.text}'" + (f" + '{second}'" if second else ""),
+        f"xft data check {source}: {len(_languages(report))} language(s), splits {', '.join(_splits(report))}, "
+        f"{rows:,} rows; " + (f"task head '{task}': " if task else "") + f"text field '{report.fields.text}'"
+        + (f" + '{second}'" if second else ""),
     )
     if report.parallel:
         print_line(console, "parallel data (same rows and labels line by line in every language): "
                             "rows repeated across languages are expected, not flagged")
 
-    # rows and labels per language
-    label_kind = "labels" if report.fields.label else "tags" if report.fields.tags else None
-    table = Table(title="Rows per language and split" + (f", {label_kind}" if label_kind else ""))
-    table.add_column("language")
-    for split in splits:
-        table.add_column(split, justify="right")
+
+def _rows_table(report: Report, label_kind: str | None, union: list[str]) -> Any:
+    """Rows per language and split; with labels (or tags): how many, the worst imbalance, which are missing."""
+    splits = _splits(report)
+    by = {(p.language, p.split): p for p in report.parts}
+    columns = ["language", *splits]
     if label_kind:
-        union = sorted({name for p in report.parts for name in getattr(p, label_kind)})
-        table.add_column(label_kind, justify="right")
-        table.add_column("most:least", justify="right")
-        table.add_column(f"missing {label_kind}")
-    for language in languages:
+        columns += [label_kind, "most:least", f"missing {label_kind}"]
+    table = _table("Rows per language and split" + (f", {label_kind}" if label_kind else ""), columns,
+                   right=(*splits, label_kind or "", "most:least"))
+    for language in _languages(report):
         parts = [by.get((language, s)) for s in splits]
         cells = [f"{p.rows:,}" if p else "-" for p in parts]
         if label_kind:
@@ -183,48 +212,49 @@ def render(report: Report, console: Any, *, source: str = "", examples: int = 5,
                        for p in present if set(union) - set(getattr(p, label_kind))]
             cells += [str(len(names)), f"{worst[0]:.1f} ({worst[1]})" if worst[0] else "-", _clip("; ".join(missing), 60) or "-"]
         table.add_row(language, *cells)
-    console.print(table)
+    return table
 
-    if label_kind == "labels" and 1 < len(union) <= 50:
-        totals: dict[str, Counter[str]] = {s: Counter() for s in splits}
-        for p in report.parts:
-            totals[p.split].update(p.labels)
-        table = Table(title="Labels, all languages")
-        table.add_column("label")
-        for split in splits:
-            table.add_column(split, justify="right")
-        for label in union:
-            table.add_row(label, *[_pct(totals[s][label], sum(totals[s].values())) for s in splits])
-        console.print(table)
 
-    # issues: totals with rates, then per language
-    kinds = [k for k in KINDS if report.count(k)]
-    table = Table(title="Issues" if kinds else "Issues: none found")
-    for column in ("finding", "rows", "rate", "first"):
-        table.add_column(column, justify="right" if column in ("rows", "rate") else "left")
+def _labels_table(report: Report, union: list[str]) -> Any:
+    """Each label's share of every split, all languages together."""
+    splits = _splits(report)
+    totals: dict[str, Counter[str]] = {s: Counter() for s in splits}
+    for p in report.parts:
+        totals[p.split].update(p.labels)
+    table = _table("Labels, all languages", ["label", *splits], right=tuple(splits))
+    for label in union:
+        table.add_row(label, *[_pct(totals[s][label], sum(totals[s].values())) for s in splits])
+    return table
+
+
+def _issues_table(report: Report, kinds: list[str]) -> Any:
+    """Each kind of finding: how many rows, their rate, the first one's file and line."""
+    rows = sum(p.rows for p in report.parts)
+    table = _table("Issues", ["finding", "rows", "rate", "first"], right=("rows", "rate"))
     for kind in kinds:
         n, first = report.count(kind), report.of(kind)[0]
         table.add_row(KINDS[kind], f"{n:,}", f"{100 * n / rows:.2f}%", f"{_name(first.file)}:{first.line}")
-    if kinds:
-        console.print(table)
-        table = Table(title="Issues per language (languages with any)")
-        table.add_column("language")
-        table.add_column("rows", justify="right")
-        for kind in kinds:
-            table.add_column(SHORT[kind], justify="right")
-        for language in languages:
-            counts = [report.count(k, language) for k in kinds]
-            if any(counts):
-                total = sum(p.rows for p in report.parts if p.language == language)
-                checked = sum(p.langid_checked for p in report.parts if p.language == language)
-                cells = [_pct(n, checked) if k in ("wrong_language", "ambiguous_language") else f"{n:,}" if n else "-"
-                         for k, n in zip(kinds, counts)]
-                table.add_row(language, f"{total:,}", *cells)
-        console.print(table)
-    for kind in kinds:
-        _examples(report, kind, console, examples)
+    return table
 
-    # language ID coverage and timings
+
+def _issues_per_language_table(report: Report, kinds: list[str]) -> Any:
+    """Findings per language, for the languages with any; language-ID findings as a share of the rows checked."""
+    table = _table("Issues per language (languages with any)", ["language", "rows"], right=("rows",))
+    for kind in kinds:
+        table.add_column(SHORT[kind], justify="right")
+    for language in _languages(report):
+        counts = [report.count(k, language) for k in kinds]
+        if any(counts):
+            total = sum(p.rows for p in report.parts if p.language == language)
+            checked = sum(p.langid_checked for p in report.parts if p.language == language)
+            cells = [_pct(n, checked) if k in ("wrong_language", "ambiguous_language") else f"{n:,}" if n else "-"
+                     for k, n in zip(kinds, counts)]
+            table.add_row(language, f"{total:,}", *cells)
+    return table
+
+
+def _coverage(report: Report, console: Any) -> None:
+    """What language ID could judge, and how long each check took."""
     if report.detector:
         unknown = sorted({p.language for p in report.parts if p.langid == "not checkable"})
         short = sum(p.langid_not_judged for p in report.parts)
@@ -236,6 +266,7 @@ def render(report: Report, console: Any, *, source: str = "", examples: int = 5,
             note += f"; not checkable (unknown to the detector): {', '.join(unknown)}"
         print_line(console, note)
     if report.seconds:
+        rows = sum(p.rows for p in report.parts)
         steps = ", ".join(f"{k} {v:.1f} s" for k, v in report.seconds.items() if k != "total")
         print_line(console, f"checked {rows:,} rows in "
                             f"{report.seconds.get('total', sum(report.seconds.values())):.1f} s ({steps})")

@@ -17,7 +17,7 @@ def dataset_from_config(data: DataConfig, pm: Any = None) -> DataSet:
     source plugin matches (Parquet, a saved `datasets` folder, a Hub id) is read by that source (xft_data_sources);
     any other by the `<lang>.<split>` file reader."""
     if data.path:
-        from xft_core.data.sources import check_splits, find_source, read_source, request_for
+        from xft_core.data.source_plugins import check_splits, find_source, read_source, request_for
         from xft_core.hooks.manager import get_plugin_manager
 
         found = find_source(data.path, pm or get_plugin_manager())
@@ -32,7 +32,7 @@ def dataset_from_config(data: DataConfig, pm: Any = None) -> DataSet:
 def dataset_from_path(path: str | Path, pm: Any = None) -> DataSet:
     """A data folder, file or source reference given on its own (`xft eval --data`, `xft data check PATH`): read by
     the data source that matches it, else by the `<lang>.<split>` file reader."""
-    from xft_core.data.sources import find_source, read_source
+    from xft_core.data.source_plugins import find_source, read_source
     from xft_core.hooks.descriptors import DataRequest
     from xft_core.hooks.manager import get_plugin_manager
 

@@ -10,10 +10,10 @@ from typing import Any, Literal, Mapping, Sequence
 from xft_core.adapters import Manifest
 from xft_core.config.load import check_max_length
 from xft_core.evaluation.matrix import BASE_LABEL, MatrixRow, TransferMatrix
+from xft_core.evaluation.plan import eval_data, plan_rows, run_root
 from xft_core.evaluation.plots import training_curves
 from xft_core.evaluation.predict import predict_rows, score, with_language
 from xft_core.evaluation.reports import write_reports
-from xft_core.evaluation.sources import eval_data, plan_rows, run_root
 from xft_core.util.console import progress as progress_bar
 from xft_core.util.precision import adapter_scales, resolve_precision, scale_for
 from xft_core.util.runfiles import CONFIG, METRICS
@@ -55,8 +55,8 @@ def transfer_matrix(
         matrix.value("en (zero-shot)", "de")      # primary metric of the English adapter on German
         matrix.summary()["per-language"]["vs_zero_shot"]
     """
-    from xft_core.adapters import check_compatible, head_from_manifest, load_base, strategy_from_manifest
-    from xft_core.hooks.manager import collect, get_plugin_manager
+    from xft_core.adapters import head_from_manifest, load_base
+    from xft_core.hooks.manager import get_plugin_manager
 
     pm = pm or get_plugin_manager()
     scales = adapter_scales(scale)
@@ -64,7 +64,6 @@ def transfer_matrix(
     packages = list(dict.fromkeys(Path(p) for row in rows for p in row.adapters.values()))
     first = Manifest.read(packages[0])
     parts, split = eval_data(data, runs, split, languages, head_from_manifest(first, pm), max_examples)
-    columns = list(parts)
     if max_length is None:
         max_length = _config_value(runs, lambda c: c.training.max_length, 128)
     if device is None:
@@ -75,21 +74,50 @@ def transfer_matrix(
     precision = resolve_precision(precision or _config_value(runs, lambda c: c.training.precision, "no"), device or "cpu")
     base = load_base(packages[0], pm, device=device)
     check_max_length(max_length, base.model.config, key="--max-length (Python: max_length)")
-    head = base.head
-    metric_specs = collect(pm, "metrics")
-    matrix = TransferMatrix(columns, [], list(head.metric_names), split, first.data.get("task", ""),
-                            first.data.get("base_model", ""),
-                            {lang: len(p) for lang, p in parts.items()},
-                            {m: metric_specs[m].spec.greater_is_better for m in head.metric_names if m in metric_specs})
-    untrained = head.head_modules(base.model)
+    matrix = _empty_matrix(first, base.head, parts, split, pm)
     if include_base == "auto":
-        include_base = not untrained
-        if untrained:
-            matrix.notes.append(f"No '{BASE_LABEL}' row: the {matrix.task} head adds untrained weights "
-                                f"({', '.join(untrained)}), so the "
-                                "plain base would score at chance. Ask for it with include_base=True (xft eval --base).")
+        include_base = _base_row_meaningful(matrix, base)
     if include_base:
         rows.insert(0, MatrixRow(BASE_LABEL, "base", []))
+    _note_rows(matrix, rows, scales)
+    cells = _Cells(base, parts, pm, scales, batch_size=batch_size, max_length=max_length, precision=precision)
+    results = cells.evaluate(packages, _languages_needed(rows, packages, list(parts)), include_base,
+                             progress=progress, console=console)
+    for row in rows:
+        if row.kind == "base":
+            row.cells = results[None]
+        elif row.kind == "adapter":
+            row.cells = dict(results[Path(row.adapters["*"])])
+        else:
+            row.cells = {lang: results[Path(row.adapters[lang])][lang] for lang in matrix.languages if lang in row.adapters}
+    matrix.rows = rows
+    return matrix
+
+
+def _empty_matrix(first: Manifest, head: Any, parts: dict[str, Any], split: str, pm: Any) -> TransferMatrix:
+    """The matrix's columns, metrics and their direction, task and base model; rows come later."""
+    from xft_core.hooks.manager import collect
+
+    metric_specs = collect(pm, "metrics")
+    return TransferMatrix(list(parts), [], list(head.metric_names), split, first.data.get("task", ""),
+                          first.data.get("base_model", ""),
+                          {lang: len(p) for lang, p in parts.items()},
+                          {m: metric_specs[m].spec.greater_is_better for m in head.metric_names if m in metric_specs})
+
+
+def _base_row_meaningful(matrix: TransferMatrix, base: Any) -> bool:
+    """include_base="auto": the base row only when the head puts no untrained weights on the base (a note says
+    why it is left out otherwise)."""
+    untrained = base.head.head_modules(base.model)
+    if untrained:
+        matrix.notes.append(f"No '{BASE_LABEL}' row: the {matrix.task} head adds untrained weights "
+                            f"({', '.join(untrained)}), so the "
+                            "plain base would score at chance. Ask for it with include_base=True (xft eval --base).")
+    return not untrained
+
+
+def _note_rows(matrix: TransferMatrix, rows: list[MatrixRow], scales: Mapping[str, float]) -> None:
+    """Notes for what a row's label cannot say: few-shot target rows, WiSE-FT scales."""
     for row in rows:
         if row.few_shot:
             shots = sorted(set(row.few_shot.values()))
@@ -99,51 +127,68 @@ def transfer_matrix(
         matrix.notes.append("Adapters interpolated toward the base (WiSE-FT), scale per language: "
                             + ", ".join(f"{k} {v:g}" for k, v in scales.items()))
 
-    # which package must be run on which language: one-language work only for per-language rows
+
+def _languages_needed(rows: list[MatrixRow], packages: list[Path], columns: list[str]) -> dict[Path, list[str]]:
+    """Which package must be run on which language: a per-language row needs each package on its language only."""
     needed: dict[Path, list[str]] = {p: [] for p in packages}
     for row in rows:
         for language, folder in row.adapters.items():
             wanted = columns if language == "*" else [language] if language in columns else []
             needed[Path(folder)] += [lang for lang in wanted if lang not in needed[Path(folder)]]
-    results: dict[Path | None, dict[str, dict[str, float]]] = {}
+    return needed
 
-    def run_columns(model: Any, key: Path | None, wanted: list[str], label: str, bar: Any, task: Any,
-                    strategy: Any = None) -> None:
+
+@dataclass
+class _Cells:
+    """Computes the matrix's cells on one base: the base alone, then each package attached, run on the languages
+    it is needed for, and detached again."""
+
+    base: Any
+    parts: dict[str, Any]
+    pm: Any
+    scales: Mapping[str, float]
+    batch_size: int
+    max_length: int
+    precision: Any
+
+    def evaluate(self, packages: list[Path], needed: dict[Path, list[str]], include_base: bool, *,
+                 progress: bool, console: Any) -> dict[Path | None, dict[str, dict[str, float]]]:
+        """{package (None: the base) -> {language -> metrics}}."""
+        from xft_core.adapters import check_compatible, strategy_from_manifest
+
+        results: dict[Path | None, dict[str, dict[str, float]]] = {}
+        columns = list(self.parts)
+        total = sum(map(len, needed.values())) + (len(columns) if include_base else 0)
+        with progress_bar(console, enabled=progress, transient=True) as bar:
+            task = bar.add_task("transfer matrix", total=total)
+            if include_base:
+                results[None] = self._columns(self.base.model, columns, "base", bar, task)
+            for package in packages:  # one at a time on the one base: attach, run its languages, detach
+                if not needed[package]:
+                    continue
+                _, strategy = strategy_from_manifest(check_compatible(self.base, package), self.pm)
+                model = strategy.attach(self.base.model, package, "xft-eval", self.base.head)
+                try:
+                    results[package] = self._columns(model, needed[package], package.name, bar, task, strategy)
+                finally:
+                    self.base.model = strategy.detach(model, "xft-eval")
+        return results
+
+    def _columns(self, model: Any, wanted: list[str], label: str, bar: Any, task: Any,
+                 strategy: Any = None) -> dict[str, dict[str, float]]:
+        cells: dict[str, dict[str, float]] = {}
         for language in wanted:
             bar.update(task, description=f"{label} on {language}")
             if strategy is not None:  # the package's adapter for this language, at this language's scale
-                if scales:
-                    strategy.scale(model, "xft-eval", scale_for(scales, language))
+                if self.scales:
+                    strategy.scale(model, "xft-eval", scale_for(self.scales, language))
                 strategy.activate(model, "xft-eval", language)
-            rows_ = parts[language].rows
-            predictions = predict_rows(head, model, base.tokenizer, with_language(rows_, language), batch_size=batch_size,
-                                       max_length=max_length, precision=precision)
-            results.setdefault(key, {})[language] = score(head, pm, predictions, rows_)
+            rows = self.parts[language].rows
+            predictions = predict_rows(self.base.head, model, self.base.tokenizer, with_language(rows, language),
+                                       batch_size=self.batch_size, max_length=self.max_length, precision=self.precision)
+            cells[language] = score(self.base.head, self.pm, predictions, rows)
             bar.advance(task)
-
-    total = sum(map(len, needed.values())) + (len(columns) if include_base else 0)
-    with progress_bar(console, enabled=progress, transient=True) as bar:
-        task = bar.add_task("transfer matrix", total=total)
-        if include_base:
-            run_columns(base.model, None, columns, "base", bar, task)
-        for package in packages:  # one at a time on the one base: attach, run its languages, detach
-            if not needed[package]:
-                continue
-            _, strategy = strategy_from_manifest(check_compatible(base, package), pm)
-            model = strategy.attach(base.model, package, "xft-eval", head)
-            try:
-                run_columns(model, package, needed[package], package.name, bar, task, strategy)
-            finally:
-                base.model = strategy.detach(model, "xft-eval")
-    for row in rows:
-        if row.kind == "base":
-            row.cells = results[None]
-        elif row.kind == "adapter":
-            row.cells = dict(results[Path(row.adapters["*"])])
-        else:
-            row.cells = {lang: results[Path(row.adapters[lang])][lang] for lang in columns if lang in row.adapters}
-    matrix.rows = rows
-    return matrix
+        return cells
 
 
 def _config_value(runs: list[Path], get: Any, default: Any) -> Any:

@@ -87,7 +87,7 @@ def logits_module(model: Any) -> Any:
 def _run_max_length(package: Path) -> int | None:
     """training.max_length of the run the package belongs to, if it is in a run folder."""
     from xft_core.config import ConfigError, load_config
-    from xft_core.evaluation.sources import run_root
+    from xft_core.evaluation.plan import run_root
     from xft_core.util.runfiles import CONFIG
 
     root = run_root(Path(package))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -42,105 +43,156 @@ def train(
     check_run_folder(config, resume)
     started = time.perf_counter()
     run = prepare(config, pm=pm, console=console)
-    acc = run.accelerator
+    state = start(run, resume)
     t = config.training
-    paths = run.paths
+    show = progress and run.accelerator.is_main_process
+    with progress_bar(run.console, "loss {task.fields[loss]}", "{task.fields[speed]} ex/s", "{task.fields[language]}",
+                      enabled=show) as bar:
+        task = bar.add_task(config.name, total=t.max_steps, completed=run.step, loss="-", speed="-", language="")
+        while run.step < t.max_steps and not run.should_stop:
+            languages = train_step(run, state)
+            logs = log_step(run, state, languages, lines=show and not run.console.is_terminal)
+            bar.update(task, completed=run.step, loss=f"{logs['loss']:.4f}",
+                       speed=f"{state.total_examples / max(state.train_seconds, 1e-9):.1f}", language=languages[-1])
+            run.pm.hook.xft_after_step(run=run, step=run.step, logs=logs)
+            evaluate_and_save(run, state)
+    finish(run, state, started)
+    return run
+
+
+@dataclass
+class LoopState:
+    """What the loop carries from step to step besides the `Run`: the optimizer and scheduler, the evaluations
+    without improvement (early stopping), and the counters behind the logged loss and speed."""
+
+    optimizer: Any
+    scheduler: Any
+    bad_evals: int = 0
+    # since the last log: the logged loss and speed are means over this window
+    window_examples: int = 0
+    window_start: float = 0.0
+    loss_sum: float = 0.0
+    loss_count: int = 0
+    # the whole run
+    total_examples: int = 0
+    train_seconds: float = 0.0
+    tokens: int = 0
+    padding: int = 0
+
+
+def start(run: Run, resume: bool) -> LoopState:
+    """Open the run folder, warn about the data, build the optimizer and scheduler and prepare them with
+    Accelerate, restore the newest checkpoint when resuming; then `xft_before_train`."""
+    acc, config = run.accelerator, run.config
     if acc.is_main_process:
         open_run_folder(run, resume)
     if config.data_check:
         from xft_core.data.checks import quick_check
 
-        for warning in quick_check(run.train, run.dev, run.head, run.tokenizer, t.max_length):
+        for warning in quick_check(run.train, run.dev, run.head, run.tokenizer, config.training.max_length):
             run.console.print(f"[yellow]data warning:[/] {warning}", soft_wrap=True)
-
     optimizer = make_optimizer(run.model, config)
     scheduler = make_scheduler(optimizer, config)
     run.model, optimizer = acc.prepare(run.model, optimizer)
-    bad_evals = resume_from_checkpoint(run, optimizer, scheduler) if resume else 0
+    state = LoopState(optimizer, scheduler)
+    state.bad_evals = resume_from_checkpoint(run, optimizer, scheduler) if resume else 0
     if acc.is_main_process:
-        write_metrics_log(paths.metrics, run.history)
+        write_metrics_log(run.paths.metrics, run.history)
     run.pm.hook.xft_before_train(run=run)
+    run.model.train()
+    state.window_start = time.perf_counter()
+    return state
 
-    model = run.model
-    model.train()
-    window_examples, window_start, loss_sum, loss_count = 0, time.perf_counter(), 0.0, 0
-    total_examples, train_seconds, tokens, padding = 0, 0.0, 0, 0
+
+def train_step(run: Run, state: LoopState) -> list[str]:
+    """One optimizer step over `gradient_accumulation_steps` micro-batches, each of the language the sampler
+    picks, trained through that language's adapter; returns the languages."""
+    acc, t, model = run.accelerator, run.config.training, run.model
     examples_per_step = t.batch_size * acc.num_processes
-    show = progress and acc.is_main_process
-    with progress_bar(run.console, "loss {task.fields[loss]}", "{task.fields[speed]} ex/s", "{task.fields[language]}",
-                      enabled=show) as bar:
-        task = bar.add_task(config.name, total=t.max_steps, completed=run.step, loss="-", speed="-", language="")
-        while run.step < t.max_steps and not run.should_stop:
-            step_start = time.perf_counter()
-            languages = []
-            for micro in range(t.gradient_accumulation_steps):
-                run.sampler.set_progress(run.step / t.max_steps)
-                language = run.sampler.next_language()
-                languages.append(language)
-                run.strategy.activate(acc.unwrap_model(model), run.adapter_for(language), language)
-                batch = next_batch(run, language)
-                if "attention_mask" in batch:
-                    mask = batch["attention_mask"]
-                    tokens, padding = tokens + mask.numel(), padding + int(mask.numel() - mask.sum())
-                run.sampler.record(language, examples_per_step)
-                last = micro == t.gradient_accumulation_steps - 1
-                context = acc.no_sync(model) if not last and acc.num_processes > 1 else contextlib.nullcontext()
-                with context:
-                    loss = model(**batch).loss / t.gradient_accumulation_steps
-                    acc.backward(loss)
-                # the mean over processes: each holds the loss of its share only, the global batch is what is logged
-                loss_sum += float(acc.reduce(loss.detach(), reduction="mean")) * t.gradient_accumulation_steps
-                loss_count += 1
-                window_examples += examples_per_step
-            if t.max_grad_norm > 0:
-                acc.clip_grad_norm_(model.parameters(), t.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            run.step += 1
-            total_examples += examples_per_step * t.gradient_accumulation_steps
-            train_seconds += time.perf_counter() - step_start
+    step_start = time.perf_counter()
+    languages = []
+    for micro in range(t.gradient_accumulation_steps):
+        run.sampler.set_progress(run.step / t.max_steps)
+        language = run.sampler.next_language()
+        languages.append(language)
+        run.strategy.activate(acc.unwrap_model(model), run.adapter_for(language), language)
+        batch = next_batch(run, language)
+        if "attention_mask" in batch:
+            mask = batch["attention_mask"]
+            state.tokens += mask.numel()
+            state.padding += int(mask.numel() - mask.sum())
+        run.sampler.record(language, examples_per_step)
+        last = micro == t.gradient_accumulation_steps - 1
+        context = acc.no_sync(model) if not last and acc.num_processes > 1 else contextlib.nullcontext()
+        with context:
+            loss = model(**batch).loss / t.gradient_accumulation_steps
+            acc.backward(loss)
+        # the mean over processes: each holds the loss of its share only, the global batch is what is logged
+        state.loss_sum += float(acc.reduce(loss.detach(), reduction="mean")) * t.gradient_accumulation_steps
+        state.loss_count += 1
+        state.window_examples += examples_per_step
+    if t.max_grad_norm > 0:
+        acc.clip_grad_norm_(model.parameters(), t.max_grad_norm)
+    state.optimizer.step()
+    state.scheduler.step()
+    state.optimizer.zero_grad(set_to_none=True)
+    run.step += 1
+    state.total_examples += examples_per_step * t.gradient_accumulation_steps
+    state.train_seconds += time.perf_counter() - step_start
+    return languages
 
-            logs = {"step": run.step, "loss": loss_sum / max(loss_count, 1), "lr": scheduler.get_last_lr()[0],
-                    "language": languages[-1]}
-            if run.step % max(t.log_every, 1) == 0 or run.step == t.max_steps:
-                elapsed = time.perf_counter() - window_start
-                logs["examples_per_second"] = window_examples / elapsed if elapsed > 0 else 0.0
-                logs["examples_seen"] = dict(run.sampler.counts)
-                log(run, logs)
-                if show and not run.console.is_terminal:
-                    # a live bar does not render into a log file or pipe: print the same facts as lines
-                    print_line(run.console, f"step {run.step}/{t.max_steps} loss {logs['loss']:.4f} "
-                                            f"{logs['examples_per_second']:.1f} ex/s lr {logs['lr']:.2e}")
-                window_examples, window_start = 0, time.perf_counter()
-            bar.update(task, completed=run.step, loss=f"{logs['loss']:.4f}",
-                       speed=f"{total_examples / max(train_seconds, 1e-9):.1f}",
-                       language=languages[-1])
-            if "examples_per_second" in logs:  # the logged loss is the mean over the steps since the last log
-                loss_sum, loss_count = 0.0, 0
-            run.pm.hook.xft_after_step(run=run, step=run.step, logs=logs)
 
-            evaluated = False
-            if t.eval_every and run.step % t.eval_every == 0:
-                bad_evals = evaluate_and_track(run, bad_evals)
-                evaluated = True
-            if ((t.save_every and run.step % t.save_every == 0)
-                    or (evaluated and run.best.get("step") == run.step and t.load_best_at_end)):
-                acc.wait_for_everyone()
-                path = save_checkpoint(run, optimizer, scheduler, {"bad_evals": bad_evals})
-                if run.best.get("step") == run.step:
-                    run.best["checkpoint"] = str(path)
-    run.examples_per_second = total_examples / train_seconds if train_seconds > 0 else 0.0
-    run.padding_share = padding / tokens if tokens else 0.0
+def log_step(run: Run, state: LoopState, languages: list[str], *, lines: bool = False) -> dict[str, Any]:
+    """The step's record (for the bar and `xft_after_step`); every `log_every` steps and at the last step it also
+    goes to metrics.jsonl with the speed and mean loss since the last log (and, with `lines`, to the console as a
+    line: a live bar does not render into a log file or pipe)."""
+    t = run.config.training
+    logs = {"step": run.step, "loss": state.loss_sum / max(state.loss_count, 1),
+            "lr": state.scheduler.get_last_lr()[0], "language": languages[-1]}
+    if run.step % max(t.log_every, 1) == 0 or run.step == t.max_steps:
+        elapsed = time.perf_counter() - state.window_start
+        logs["examples_per_second"] = state.window_examples / elapsed if elapsed > 0 else 0.0
+        logs["examples_seen"] = dict(run.sampler.counts)
+        log(run, logs)
+        if lines:
+            print_line(run.console, f"step {run.step}/{t.max_steps} loss {logs['loss']:.4f} "
+                                    f"{logs['examples_per_second']:.1f} ex/s lr {logs['lr']:.2e}")
+        state.window_examples, state.window_start = 0, time.perf_counter()
+        state.loss_sum, state.loss_count = 0.0, 0
+    return logs
+
+
+def evaluate_and_save(run: Run, state: LoopState) -> None:
+    """Evaluate every `eval_every` steps; save a checkpoint every `save_every` steps, and whenever this step's
+    evaluation is the best so far and the best is to be loaded at the end."""
+    t = run.config.training
+    evaluated = False
+    if t.eval_every and run.step % t.eval_every == 0:
+        state.bad_evals = evaluate_and_track(run, state.bad_evals)
+        evaluated = True
+    if ((t.save_every and run.step % t.save_every == 0)
+            or (evaluated and run.best.get("step") == run.step and t.load_best_at_end)):
+        run.accelerator.wait_for_everyone()
+        path = save_checkpoint(run, state.optimizer, state.scheduler, {"bad_evals": state.bad_evals})
+        if run.best.get("step") == run.step:
+            run.best["checkpoint"] = str(path)
+
+
+def finish(run: Run, state: LoopState, started: float) -> None:
+    """After the last step: a last evaluation, the best checkpoint's weights back (load_best_at_end), a last
+    checkpoint, checkpoint averaging, the adapter packages and run.json; then `xft_after_train`."""
+    acc, t, paths = run.accelerator, run.config.training, run.paths
+    run.examples_per_second = state.total_examples / state.train_seconds if state.train_seconds > 0 else 0.0
+    run.padding_share = state.padding / state.tokens if state.tokens else 0.0
     if run.last_eval_step != run.step:
-        bad_evals = evaluate_and_track(run, bad_evals)
+        state.bad_evals = evaluate_and_track(run, state.bad_evals)
     if t.load_best_at_end and run.best.get("checkpoint") and run.best.get("step") != run.step:
         restore_trainable(run, Path(run.best["checkpoint"]))
         run.metrics = run.best["metrics"]
         run.console.print(f"Loaded the best checkpoint (step {run.best['step']}, {run.best['metric']} {run.best['value']:.4f})")
     acc.wait_for_everyone()
     if t.save_every or not latest_checkpoint(paths.checkpoints):
-        save_checkpoint(run, optimizer, scheduler, {"bad_evals": bad_evals})
+        save_checkpoint(run, state.optimizer, state.scheduler, {"bad_evals": state.bad_evals})
     if t.average_checkpoints > 1:
         acc.wait_for_everyone()
         run.averaged_steps = average_checkpoints(run, t.average_checkpoints)
@@ -153,7 +205,6 @@ def train(
     if acc.is_main_process:
         atomic_write_json(paths.run_info, run_summary(run))
     run.pm.hook.xft_after_train(run=run)
-    return run
 
 
 # ------------------------------------------------------------------------------------------------ pieces

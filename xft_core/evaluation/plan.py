@@ -1,4 +1,5 @@
-"""Which rows a transfer matrix has: run folders and adapter packages turned into rows, and the evaluation data."""
+"""The plan of a transfer matrix: which rows it has (run folders and adapter packages turned into rows, which
+adapter answers which language) and which columns (the evaluation data, per language)."""
 
 from __future__ import annotations
 
