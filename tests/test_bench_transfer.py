@@ -17,10 +17,11 @@ def test_xnli_split_keeps_test_premises_out_of_training(tmp_path):
 
     task = TASKS["xnli"]
     folder = task_data(task, SHARED, tmp_path)
+    assert XNLI_TRAIN_ROWS % 3 == 0, "premise groups (3 lines each) are never cut"
     source = [json.loads(line) for line in (SHARED / "nli" / "de.dev.jsonl").read_text(encoding="utf-8").splitlines()]
     train = [json.loads(line) for line in (folder / "de.train.jsonl").read_text(encoding="utf-8").splitlines()]
     test = [json.loads(line) for line in (folder / "de.test.jsonl").read_text(encoding="utf-8").splitlines()]
-    assert train == source[:XNLI_TRAIN_ROWS] and len(test) == 498 and all(row in source[XNLI_TRAIN_ROWS:] for row in test)
+    assert train == source[:XNLI_TRAIN_ROWS] and len(test) == 498 and all(row in source[1990:] for row in test)
     assert not {r["text"] for r in train} & {r["text"] for r in test}, "no premise in both"
     english = [json.loads(line) for line in (folder / "en.test.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [r["label"] for r in english] == [r["label"] for r in test], "the same lines in every language"
@@ -52,11 +53,11 @@ def test_evaluation_rows_are_a_spread_sample_that_stays_parallel(tmp_path):
 
 @needs_shared
 def test_quick_suite_runs_every_recipe_reports_and_resumes(tmp_path, capsys):
-    from xft_core.bench.recipes import DEFAULT_RECIPES
+    from xft_core.bench.recipes import default_recipes, installed_recipes
     from xft_core.cli.main import main
 
     out = tmp_path / "suite"
-    recipes = [r for r in DEFAULT_RECIPES if r not in ("prompt-tuning", "madx")] + ["verbalizer-8shot"]
+    recipes = [r for r in default_recipes(installed_recipes()) if r not in ("prompt-tuning", "madx")] + ["verbalizer-8shot"]
     command = ["bench", "transfer", "--quick", "--out", str(out), "--no-progress", "--recipes", *recipes]
     assert main(command) == 0, capsys.readouterr().err
     report = json.loads((out / "transfer.json").read_text(encoding="utf-8"))
@@ -142,7 +143,68 @@ def test_madx_trains_its_language_adapters_once_with_the_steps_asked_for(tmp_pat
     assert info["steps"] == 10, "1 step for each of the 10 languages"
     runs = [json.loads(line) for line in (out / "results.jsonl").read_text(encoding="utf-8").splitlines()]
     madx = next(r for r in runs if r["recipe"] == "madx")
-    assert madx["language_adapter_steps"] == 1 and "language_adapter_steps" not in runs[0]
+    assert madx["resources"] == {"language-adapters-1": str(adapters)} and "resources" not in runs[0]
     config = (out / "runs" / "sib200-madx-s0" / "config.yaml").read_text(encoding="utf-8")
     assert str(adapters) in config, "the task adapter is trained over those language adapters"
 
+
+
+def test_recipes_come_from_plugins_and_bad_ones_are_named(tmp_path):
+    """The suite names no recipe: a plugin defined here contributes them; a second baseline, an unknown evaluation
+    option and a fragment without a strategy are errors naming the recipe."""
+    from xft_core.bench.recipes import baseline_of, check_recipe, installed_recipes, recipe_task, run_config
+    from xft_core.bench.tasks import TASKS
+    from xft_core.hooks import PluginError, RecipeSpec, hookimpl
+    from xft_core.testing import plugin_manager
+
+    class Mine:
+        @hookimpl
+        def xft_transfer_recipes(self):
+            yield RecipeSpec(name="mine", description="d", config=lambda task: {"task": "t", "strategy": "s",
+                                                                               "training": {"learning_rate": 1e-3}})
+            yield RecipeSpec(name="half", description="d", config=lambda task: {}, derived_from="mine",
+                             evaluation={"scale": 0.5, "temperature": 2})
+            yield RecipeSpec(name="also-base", description="d", config=lambda task: {"task": "t"}, baseline=True)
+
+    pm = plugin_manager(Mine())
+    recipes = installed_recipes(pm)
+    assert {"mine", "half", "also-base", "lora-head", "verbalizer"} <= set(recipes)
+    with pytest.raises(PluginError, match="Several transfer recipes claim to be the suite's baseline: lora-head, also-base"):
+        baseline_of(recipes)
+    with pytest.raises(PluginError, match="'half': unknown evaluation option\\(s\\) temperature. Valid: scale"):
+        check_recipe(recipes["half"], recipes)
+    task = TASKS["sib200"]
+    info = recipe_task(task, steps=40, batch_size=16, unlabelled=False)
+    base = dict(name="n", out=str(tmp_path), model="m", data="d", seed=3, steps=40, batch_size=16)
+    config = run_config(recipes["mine"], task, info, **base)
+    assert config["training"]["learning_rate"] == 1e-3 and config["training"]["max_steps"] == 40, "merged key by key"
+    assert config["training"]["seed"] == 3 and config["strategy"] == "s"
+    with pytest.raises(PluginError, match="'also-base' gives no strategy for task sib200"):
+        run_config(recipes["also-base"], task, info, **base)
+
+
+@needs_shared
+def test_unlabelled_text_of_the_parallel_sets_is_disjoint_from_training_and_evaluation(tmp_path):
+    """On SIB-200 and XNLI (parallel: line i is the same item in every language) a target's unlabelled text is never
+    a translation of a training or evaluation row; it carries no label."""
+    from xft_core.bench.tasks import TASKS, task_data
+
+    for name, source_split in (("sib200", "train"), ("xnli", "train")):
+        task = TASKS[name]
+        folder = task_data(task, SHARED, tmp_path / name, unlabelled_rows=0)
+        english = {s: [json.loads(x) for x in (folder / f"{task.source}.{s}.jsonl").read_text(encoding="utf-8").splitlines()]
+                   for s in (source_split, "test")}
+        shipped = SHARED / task.folder
+        target = task.targets[0]
+        parallel = {}  # the target's line for every English line of the shipped files (same index = same item)
+        for split in ("train", "dev", "test"):
+            if (shipped / f"{target}.{split}.jsonl").is_file():
+                ours = (shipped / f"{target}.{split}.jsonl").read_text(encoding="utf-8").splitlines()
+                theirs = (shipped / f"{task.source}.{split}.jsonl").read_text(encoding="utf-8").splitlines()
+                parallel.update({json.loads(o)["text"] + json.loads(o).get("text_pair", ""):
+                                 json.loads(t)["text"] + json.loads(t).get("text_pair", "") for o, t in zip(ours, theirs)})
+        unlabelled = [json.loads(x) for x in (folder / f"{target}.unlabelled.jsonl").read_text(encoding="utf-8").splitlines()]
+        assert len(unlabelled) >= 99 and all("label" not in row for row in unlabelled)
+        used = {row["text"] + row.get("text_pair", "") for rows in english.values() for row in rows}
+        translations = [parallel[row["text"] + row.get("text_pair", "")] for row in unlabelled]
+        assert not set(translations) & used, f"{name}: an unlabelled {target} row translates a training or test row"

@@ -133,6 +133,24 @@ def test_a_config_trains_with_the_plugins_strategy_and_sampler(env, config_file)
     assert sorted(drawn) == LANGUAGES and sum(drawn.values()) == 6 * 8, drawn
 
 
+def test_the_plugins_transfer_recipe_is_listed_and_the_suite_runs_it(env, tmp_path):
+    listed = env.xft("bench", "transfer", "--list")
+    assert listed.returncode == 0, listed.stderr[-3000:]
+    line = next((line for line in listed.stdout.splitlines() if line.startswith("ia3-verbalizer ")), "")
+    assert f"[plugin {PLUGIN}]" in line and "kinds: classification" in line, listed.stdout
+    shared = ROOT.parent / "shared" / "data"
+    if not (shared / "sib200").is_dir():
+        pytest.skip("needs ../shared/data for the suite run")
+    out = tmp_path / "suite"
+    done = env.xft("bench", "transfer", "--quick", "--tasks", "sib200", "--recipes", "ia3-verbalizer", "--out", str(out),
+                   "--data", str(shared), "--no-progress")
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((out / "results.jsonl").read_text(encoding="utf-8").splitlines()[0])
+    assert result["recipe"] == "ia3-verbalizer" and 0 <= result["zero_shot"] <= 1 and len(result["scores"]) == 10
+    manifest = json.loads((out / "runs" / "sib200-ia3-verbalizer-s0" / "adapters" / "eng" / "xft.json").read_text())
+    assert manifest["strategy"] == "ia3" and manifest["task"] == "prompt-classification"
+
+
 def test_the_plugin_authors_own_tests_pass_with_xfts_testing_helpers(env):
     # run from the environment's folder, so `import xft_ia3` finds the installed package, not the source
     done = subprocess.run([str(env.python), "-m", "pytest", str(env.source / "tests"), "-q", "-p", "no:cacheprovider"],

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-from xft_core.hooks import RowFields, TaskHeadSpec, hookimpl
+from xft_core.hooks import RecipeSpec, RecipeTask, RowFields, TaskHeadSpec, hookimpl
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -174,3 +174,24 @@ def xft_task_heads():
         build=SequenceClassification,
         description="Text or text-pair classification (topic, sentiment, NLI) for encoders and decoders.",
     )
+
+
+# ---------------------------------------------------------------------------------- transfer-suite recipes
+SUITE_LORA = {"r": 16, "alpha": 32, "dropout": 0.05}  # the suite's LoRA settings (docs/transfer.md)
+
+
+def _lora_head(top_layers: int = 0) -> Any:
+    def config(task: RecipeTask) -> dict[str, Any]:
+        head = "sequence-classification" if task.kind == "classification" else "token-classification"
+        options = {**SUITE_LORA, **({"top_layers": top_layers} if top_layers else {})}
+        return {"task": head, "strategy": "lora", "strategy_options": options}
+
+    return config
+
+
+@hookimpl
+def xft_transfer_recipes():
+    yield RecipeSpec(name="lora-head", config=_lora_head(), kinds=("classification", "tagging"), baseline=True,
+                     default=True, description="LoRA (all layers) + a new classification head: plain fine-tuning, the baseline")
+    yield RecipeSpec(name="lora-head-top6", config=_lora_head(6), kinds=("classification", "tagging"), default=True,
+                     description="the baseline with only the top 6 layers adapted (the speed shortcut)")

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ContextManager, Sequence
 
-from xft_core.hooks import StrategySpec, TaskHead, hookimpl
+from xft_core.hooks import RecipeSpec, RecipeTask, StrategySpec, TaskHead, hookimpl
 from xft_core.util.languages import normalize
 from xft_lora.language_adapters import (
     add_language_adapter,
@@ -271,3 +271,39 @@ def xft_strategies():
                     "adapter; the rows' language picks the language adapter. language_adapters, source_language, lora's.",
         per_language=False, stackable=True, language_adapters=True,
     )
+
+
+# ---------------------------------------------------------------------------------- transfer-suite recipe
+SUITE_LORA = {"r": 16, "alpha": 32, "dropout": 0.05}
+
+
+def _language_adapters_name(task: RecipeTask) -> str:
+    return f"language-adapters-{task.options.get('language_adapter_steps', 100)}"
+
+
+def _prepare(task: RecipeTask) -> dict[str, dict[str, Any]]:
+    """One LoRA language adapter per language of the task (causal LM on its unlabelled text, batch 8), once per task."""
+    steps = int(task.options.get("language_adapter_steps", 100))
+    languages = [task.source, *task.targets]
+    return {_language_adapters_name(task): {
+        "task": "language-modeling", "strategy": "lora", "strategy_options": SUITE_LORA, "adapters": "per_language",
+        "sampler": "round_robin",
+        "data": {"train_split": task.unlabelled_split, "train_languages": languages, "eval_languages": []},
+        "training": {"max_steps": steps * len(languages), "batch_size": 8, "learning_rate": 5e-4,
+                     "max_length": task.max_length, "seed": 0, "log_every": 20}}}
+
+
+def _config(task: RecipeTask) -> dict[str, Any]:
+    head = "prompt-classification" if task.kind == "classification" else "token-classification"
+    fragment: dict[str, Any] = {"task": head, "strategy": "madx", "strategy_options": {
+        **SUITE_LORA, "language_adapters": task.resources[_language_adapters_name(task)], "source_language": task.source}}
+    if head == "prompt-classification":
+        fragment["task_options"] = {"template": task.template, "label_words": dict(task.label_words)}
+    return fragment
+
+
+@hookimpl
+def xft_transfer_recipes():
+    yield RecipeSpec(name="madx", config=_config, prepare=_prepare, kinds=("classification", "tagging"), default=True,
+                     needs=("unlabelled",),
+                     description="MAD-X: a language adapter per language (LM objective) under the task adapter")

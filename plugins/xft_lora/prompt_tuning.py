@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ContextManager, Iterator, Sequence
 
-from xft_core.hooks import StrategySpec, TaskHead, hookimpl
+from xft_core.hooks import RecipeSpec, RecipeTask, StrategySpec, TaskHead, hookimpl
 from xft_lora.strategy import save_peft_files
 
 DEFAULT = "default"  # peft's adapter name for a single set of weights
@@ -302,3 +302,14 @@ def xft_strategies():
         per_language=False,
         stackable=True,
     )
+
+
+@hookimpl
+def xft_transfer_recipes():
+    def config(task: RecipeTask) -> dict[str, Any]:
+        return {"task": "prompt-classification", "strategy": "prompt-tuning", "strategy_options": {"num_virtual_tokens": 20},
+                "task_options": {"template": task.template, "label_words": dict(task.label_words)},
+                "training": {"learning_rate": 3e-2}}
+
+    yield RecipeSpec(name="prompt-tuning", config=config, default=True,
+                     description="a soft prompt of 20 virtual tokens (base frozen), verbalizer scoring")

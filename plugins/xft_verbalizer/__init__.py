@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping, Sequence
 
 from xft_classification import SequenceClassification
-from xft_core.hooks import ROW_LANGUAGE, RowFields, TaskHeadSpec, hookimpl
+from xft_core.hooks import ROW_LANGUAGE, RecipeSpec, RecipeTask, RowFields, TaskHeadSpec, hookimpl
 from xft_core.util.languages import normalize
 from xft_verbalizer.model import VerbalizerModel
 
@@ -195,3 +195,40 @@ def xft_task_heads():
         description="Classification by label words scored with the model's own LM head after a prompt template "
                     "(decoders: next token, encoders: masked token); transfers across languages far better than a new head.",
     )
+
+
+# ---------------------------------------------------------------------------------- transfer-suite recipes
+SUITE_LORA = {"r": 16, "alpha": 32, "dropout": 0.05}  # the suite's LoRA settings (docs/transfer.md)
+
+
+def _verbalizer(*, top_layers: int = 0, training: Mapping[str, Any] | None = None, data: Mapping[str, Any] | None = None,
+                template: str | None = None) -> Any:
+    def config(task: RecipeTask) -> dict[str, Any]:
+        options = {**SUITE_LORA, **({"top_layers": top_layers} if top_layers else {})}
+        fragment: dict[str, Any] = {
+            "task": "prompt-classification", "strategy": "lora", "strategy_options": options,
+            "task_options": {"template": template or task.template, "label_words": dict(task.label_words)}}
+        extra = dict(training or {})
+        if extra.get("average_checkpoints"):  # checkpoints to average: 5 over the budget
+            extra.update(save_every=max(1, task.steps // 5), keep_checkpoints=5)
+        if extra:
+            fragment["training"] = extra
+        if data:  # few-shot rows come from the evaluation languages' train split
+            fragment["data"] = {**data, "eval_languages": [task.source, *task.targets]}
+        return fragment
+
+    return config
+
+
+@hookimpl
+def xft_transfer_recipes():
+    yield RecipeSpec(name="verbalizer", config=_verbalizer(), default=True,
+                     description="prompt-based fine-tuning: label words scored by the LM head, LoRA on all layers")
+    yield RecipeSpec(name="verbalizer-top6", config=_verbalizer(top_layers=6), default=True,
+                     description="the verbalizer with only the top 6 layers adapted")
+    yield RecipeSpec(name="verbalizer-avg", config=_verbalizer(training={"average_checkpoints": 3}), default=True,
+                     description="the verbalizer, final weights averaged over the last 3 of 5 checkpoints")
+    yield RecipeSpec(name="verbalizer-wise", config=_verbalizer(), derived_from="verbalizer", evaluation={"scale": 0.5},
+                     default=True, description="the verbalizer's adapters interpolated halfway to the base (WiSE-FT, scale 0.5)")
+    yield RecipeSpec(name="verbalizer-8shot", config=_verbalizer(data={"few_shot": 8}),
+                     description="the verbalizer with 8 labelled rows of each target language (few-shot, not zero-shot)")

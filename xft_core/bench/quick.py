@@ -22,4 +22,5 @@ def quick_suite(suite: Suite) -> Suite:
         build_tiny_model("gemma3", folder, texts=texts)
     return dataclasses.replace(suite, model=str(folder), steps=4, batch_size=4, seeds=suite.seeds[:1], eval_rows=8,
                                source_eval_rows=suite.source_eval_rows or 16, train_rows=32,
+                               unlabelled_rows=min(8, suite.unlabelled_rows or 8),
                                language_adapter_steps=min(2, suite.language_adapter_steps))

@@ -1,83 +1,101 @@
-"""The recipes the transfer suite compares: each is a config fragment over plugins (plus evaluation options).
+"""The suite's recipes: `RecipeSpec`s contributed by plugins through `xft_transfer_recipes`, and the run config of
+one recipe on one task and seed (the suite's base config with the recipe's fragment merged over it).
 
-A recipe names the task head, strategy and options it trains with; recipes marked `derived_from` reuse another
-recipe's trained adapters and only evaluate them differently (WiSE-FT scale), so they cost no training.
+The engine names no recipe, head or strategy here: the baseline and the default recipes are descriptor fields.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 from xft_core.bench.tasks import SuiteTask
+from xft_core.hooks import PluginError, RecipeSpec, RecipeTask
 
-LORA = {"r": 16, "alpha": 32, "dropout": 0.05}
-
-
-@dataclass(frozen=True)
-class Recipe:
-    name: str
-    description: str
-    kinds: tuple[str, ...] = ("classification",)  # task kinds it applies to
-    head: str = "prompt-classification"  # the task head for classification ("token-classification" for tagging)
-    strategy: str = "lora"
-    strategy_options: dict[str, Any] = field(default_factory=lambda: dict(LORA))
-    learning_rate: float = 5e-4
-    training: dict[str, Any] = field(default_factory=dict)  # extra training keys
-    data: dict[str, Any] = field(default_factory=dict)  # extra data keys (few_shot)
-    sampler: str = "proportional"
-    derived_from: str = ""  # evaluate that recipe's adapters instead of training
-    scale: float | None = None  # evaluation: adapter scale (WiSE-FT)
-    language_adapters: bool = False  # needs the suite's per-language LM adapters (MAD-X)
+EVALUATION_OPTIONS = {"scale": "WiSE-FT factor (0 = base, 1 = adapter)"}
+CALIBRATIONS = ("batch", "contextual")
 
 
-RECIPES = {r.name: r for r in [
-    Recipe("lora-head", "LoRA (all layers) + a new classification head: plain fine-tuning, the baseline",
-           kinds=("classification", "tagging"), head="sequence-classification"),
-    Recipe("lora-head-top6", "the baseline with only the top 6 layers adapted (the speed shortcut)",
-           kinds=("classification", "tagging"), head="sequence-classification",
-           strategy_options={**LORA, "top_layers": 6}),
-    Recipe("verbalizer", "prompt-based fine-tuning: label words scored by the LM head, LoRA on all layers"),
-    Recipe("verbalizer-top6", "the verbalizer with only the top 6 layers adapted",
-           strategy_options={**LORA, "top_layers": 6}),
-    Recipe("verbalizer-avg", "the verbalizer, final weights averaged over the last 3 of 5 checkpoints",
-           kinds=("classification", "tagging"), training={"average_checkpoints": 3}),
-    Recipe("verbalizer-wise", "the verbalizer's adapters interpolated halfway to the base (WiSE-FT, scale 0.5)",
-           derived_from="verbalizer", scale=0.5),
-    Recipe("prompt-tuning", "a soft prompt of 20 virtual tokens (base frozen), verbalizer scoring",
-           strategy="prompt-tuning", strategy_options={"num_virtual_tokens": 20}, learning_rate=3e-2),
-    Recipe("madx", "MAD-X: a language adapter per language (LM objective) under the task adapter",
-           kinds=("classification", "tagging"), strategy="madx", language_adapters=True),
-    Recipe("verbalizer-8shot", "the verbalizer with 8 labelled rows of each target language (few-shot, not zero-shot)",
-           data={"few_shot": 8}),
-]}
-DEFAULT_RECIPES = ("lora-head", "lora-head-top6", "verbalizer", "verbalizer-top6", "verbalizer-avg", "verbalizer-wise",
-                   "prompt-tuning", "madx")
-BASELINE = "lora-head"
+def installed_recipes(pm: Any = None) -> dict[str, RecipeSpec]:
+    """Every recipe the installed plugins contribute, by name (duplicates are an error naming both plugins)."""
+    from xft_core.hooks.manager import collect, get_plugin_manager
+
+    return {name: provided.spec for name, provided in collect(pm or get_plugin_manager(), "transfer_recipes").items()}
 
 
-def run_config(recipe: Recipe, task: SuiteTask, *, name: str, out: str, model: str, data: str, seed: int, steps: int,
-               batch_size: int, language_adapters: str = "") -> dict[str, Any]:
-    """The `xft train` config of one recipe on one task and seed."""
-    head = recipe.head if task.kind == "classification" else "token-classification"
-    task_options: dict[str, Any] = {}
-    if head == "prompt-classification":
-        task_options = {"template": task.template, "label_words": dict(task.label_words)}
-    strategy_options = dict(recipe.strategy_options)
-    if recipe.language_adapters:
-        strategy_options = {**strategy_options, "language_adapters": language_adapters, "source_language": task.source}
-    training: dict[str, Any] = {"max_steps": steps, "batch_size": batch_size, "learning_rate": recipe.learning_rate,
-                                "warmup_ratio": 0.1, "max_length": task.max_length, "seed": seed, "log_every": 10,
-                                "eval_batch_size": 64, "precision": "auto"}
-    if recipe.training.get("average_checkpoints"):
-        training.update(save_every=max(1, steps // 5), keep_checkpoints=5)
-    training.update(recipe.training)
+def recipe_plugins(pm: Any = None) -> dict[str, str]:
+    """Recipe name -> the plugin that contributes it (for `--list` and messages)."""
+    from xft_core.hooks.manager import collect, get_plugin_manager
+
+    return {name: provided.plugin for name, provided in collect(pm or get_plugin_manager(), "transfer_recipes").items()}
+
+
+def baseline_of(recipes: Mapping[str, RecipeSpec]) -> str:
+    """The recipe marked `baseline=True` ('' when none is installed; two are an error naming both)."""
+    marked = [name for name, spec in recipes.items() if spec.baseline]
+    if len(marked) > 1:
+        raise PluginError(f"Several transfer recipes claim to be the suite's baseline: {', '.join(marked)}. "
+                          "Block one plugin with XFT_BLOCK_PLUGINS")
+    return marked[0] if marked else ""
+
+
+def default_recipes(recipes: Mapping[str, RecipeSpec]) -> list[str]:
+    return [name for name, spec in recipes.items() if spec.default]
+
+
+def check_recipe(spec: RecipeSpec, known: Mapping[str, RecipeSpec]) -> None:
+    """What the suite cannot run: unknown evaluation options, a derived recipe without its parent's training."""
+    unknown = sorted(set(spec.evaluation) - set(EVALUATION_OPTIONS))
+    if unknown:
+        raise PluginError(f"Transfer recipe '{spec.name}': unknown evaluation option(s) {', '.join(unknown)}. "
+                          f"Valid: {', '.join(f'{k} ({v})' for k, v in EVALUATION_OPTIONS.items())}")
+    calibration = spec.evaluation.get("calibration")
+    if calibration is not None and calibration not in CALIBRATIONS:
+        raise PluginError(f"Transfer recipe '{spec.name}': evaluation calibration {calibration!r} is not one of "
+                          f"{', '.join(CALIBRATIONS)}")
+    if calibration is not None and "unlabelled" not in spec.needs:
+        raise PluginError(f"Transfer recipe '{spec.name}' calibrates on target-language text: add 'unlabelled' to its needs")
+    if spec.derived_from and spec.derived_from not in known:
+        raise PluginError(f"Transfer recipe '{spec.name}' evaluates the adapters of '{spec.derived_from}', which no "
+                          f"installed plugin provides. Installed: {', '.join(sorted(known))}")
+
+
+def recipe_task(task: SuiteTask, *, steps: int, batch_size: int, unlabelled: bool, resources: Mapping[str, str] | None = None,
+                options: Mapping[str, Any] | None = None) -> RecipeTask:
+    return RecipeTask(name=task.name, kind=task.kind, source=task.source, targets=tuple(task.targets), steps=steps,
+                      batch_size=batch_size, max_length=task.max_length, template=task.template,
+                      label_words=dict(task.label_words), unlabelled_split=task.unlabelled_split if unlabelled else "",
+                      resources=dict(resources or {}), options=dict(options or {}))
+
+
+def base_config(task: SuiteTask, *, name: str, out: str, model: str, data: str, seed: int, steps: int,
+                batch_size: int) -> dict[str, Any]:
+    """What every recipe shares: the data (English source; dev rows only for the run's own log, the suite scores
+    the test split afterwards), the step budget and its schedule, the precision. The recipe adds the rest."""
     return {
-        "name": name, "output_dir": out, "model": model, "task": head, "task_options": task_options,
-        "strategy": recipe.strategy, "strategy_options": strategy_options, "adapters": "single",
-        "sampler": recipe.sampler,
-        # dev rows (where the task has them) only for the run's own log: the suite scores the test split afterwards
-        "data": {"path": data, "train_languages": [task.source], "eval_languages": task.languages,
-                 "dev_split": "dev", "max_eval_examples": 16, **recipe.data},
-        "training": training, "data_check": False,
+        "name": name, "output_dir": out, "model": model, "adapters": "single", "sampler": "proportional",
+        "data": {"path": data, "train_languages": [task.source], "eval_languages": [task.source], "dev_split": "dev",
+                 "max_eval_examples": 16},
+        "training": {"max_steps": steps, "batch_size": batch_size, "learning_rate": 5e-4, "warmup_ratio": 0.1,
+                     "max_length": task.max_length, "seed": seed, "log_every": 10, "eval_batch_size": 64,
+                     "precision": "auto"},
+        "data_check": False,
     }
+
+
+def run_config(spec: RecipeSpec, task: SuiteTask, info: RecipeTask, **base: Any) -> dict[str, Any]:
+    """The `xft train` config of one recipe on one task and seed: `base_config(**base)` with `spec.config(info)`
+    merged over it (nested sections key by key)."""
+    fragment = dict(spec.config(info))
+    missing = [key for key in ("task", "strategy") if not fragment.get(key)]
+    if missing:
+        raise PluginError(f"Transfer recipe '{spec.name}' gives no {' or '.join(missing)} for task {task.name} "
+                          "(RecipeSpec.config must return them)")
+    return merge(base_config(task, **base), fragment)
+
+
+def merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """`extra` over `base`, dictionaries merged key by key (a recipe's `training: {...}` keeps the budget's keys)."""
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = merge(out[key], value) if isinstance(value, Mapping) and isinstance(out.get(key), Mapping) else value
+    return out

@@ -14,6 +14,13 @@ from typing import Any
 
 from xft_core.data import DataError
 
+UNLABELLED = "unlabelled"
+# XNLI's dev lines (0-based ends): training rows, then the targets' unlabelled rows, then the test rows; premises
+# come in groups of 3 (lines 3k+1..3k+3), and the first two cuts fall between groups
+XNLI_TRAIN_ROWS = 1491
+XNLI_UNLABELLED_END = 1989
+XNLI_TEST_START = 1990  # the test lines as in every earlier table: 1991-2490 less the 2 whose premise is in 1989-1990
+
 
 @dataclass(frozen=True)
 class SuiteTask:
@@ -28,6 +35,8 @@ class SuiteTask:
     max_length: int = 128
     how: str = ""  # how the splits are made, for the report
     steps: int = 40  # the suite's step budget for every recipe on this task, unless --steps says otherwise
+    unlabelled_split: str = UNLABELLED
+    unlabelled_how: str = ""  # where the targets' unlabelled text comes from, for the report
 
     @property
     def languages(self) -> list[str]:
@@ -39,49 +48,75 @@ TASKS = {
         "sib200", "classification", "sib200", "eng", ("deu", "fra", "spa", "rus", "zho", "arb", "hin", "swh", "yor"),
         template="topic", label_words={"science/technology": "science"}, max_length=128,
         how="SIB-200 as shipped: train on eng.train (701 rows), evaluate on each language's test split (204 rows); "
-            "the sets are parallel, so no test row is a translation of a training row"),
+            "the sets are parallel, so no test row is a translation of a training row",
+        unlabelled_how="each target's dev split without its labels (99 rows: items neither in train nor in test, so "
+                       "never a translation of a training or evaluation row)"),
     "xnli": SuiteTask(
         "xnli", "classification", "nli", "en",
         ("ar", "bg", "de", "el", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur", "vi", "zh"),
         template="nli", max_length=160, steps=300,  # at 150 the verbalizer is still learning English (docs/transfer.md)
-        how="XNLI has only dev (2490 parallel rows per language, premises in groups of 3): train on en lines 1-1990, "
-            "evaluate every language on lines 1991-2490 less the 2 whose premise also occurs in lines 1-1990 (498 rows), "
-            "so no test row is a translation of a training row and no test premise was seen in training"),
+        how=f"XNLI has only dev (2490 parallel rows per language, premises in groups of 3): train on en lines "
+            f"1-{XNLI_TRAIN_ROWS}, evaluate every language on lines {XNLI_TEST_START + 1}-2490 less the 2 whose premise "
+            f"also occurs in lines 1-{XNLI_TEST_START} (498 rows), so no test row is a translation of a training row and "
+            "no test premise was seen in training",
+        unlabelled_how=f"lines {XNLI_TRAIN_ROWS + 1}-{XNLI_UNLABELLED_END} of each target without labels (whole premise "
+                       "groups, disjoint from the training and the test lines)"),
     "udpos": SuiteTask(
         "udpos", "tagging", "ud_pos", "en", ("af", "de", "el", "es", "fr", "hi", "te", "tr", "vi", "zh"),
-        max_length=128, how="UD POS as shipped: train on en.train, evaluate on each language's test split"),
+        max_length=128, how="UD POS as shipped: train on en.train, evaluate on each language's test split",
+        unlabelled_how="each target's dev split without its tags (other sentences than the test split); Hindi has no "
+                       "dev split: its test sentences outside the evaluation sample"),
 }
-XNLI_TRAIN_ROWS = 1990  # a multiple of 3: premise groups are never cut
 
 
 def task_data(task: SuiteTask, data_root: Path, out: Path, *, eval_rows: int = 0, train_rows: int = 0,
-              source_eval_rows: int = 0) -> Path:
+              source_eval_rows: int = 0, unlabelled_rows: int | None = None) -> Path:
     """The folder of `<lang>.<split>.jsonl` files the suite trains and evaluates on (written under `out` when the
     source must be split or cut; the shipped folder itself otherwise). `eval_rows` cuts each target language's
-    evaluation split, `source_eval_rows` the source language's (0: all its rows)."""
+    evaluation split, `source_eval_rows` the source language's (0: all its rows). `unlabelled_rows` (None: no
+    unlabelled text; 0: all there is) writes `<language>.unlabelled.jsonl`: texts without labels, for each target
+    from rows disjoint from training and evaluation (`SuiteTask.unlabelled_how`), for the source from its own
+    training rows."""
     source = Path(data_root) / task.folder
     if not source.is_dir():
         raise DataError(f"{source}: no such data folder for task '{task.name}' (give --data, the folder holding "
                         f"{', '.join(sorted({t.folder for t in TASKS.values()}))})")
-    if task.name != "xnli" and not eval_rows and not train_rows and not source_eval_rows:
+    if task.name != "xnli" and not eval_rows and not train_rows and not source_eval_rows and unlabelled_rows is None:
         return source
     target = Path(out) / "data" / task.name
     target.mkdir(parents=True, exist_ok=True)
     if task.name == "xnli":  # parallel lines: a test line whose premise is also a training premise goes everywhere
         english = _read(source / f"{task.source}.dev.jsonl")
-        seen = {row["text"] for row in english[:XNLI_TRAIN_ROWS]}
-        test_lines = [i for i in range(XNLI_TRAIN_ROWS, len(english)) if english[i]["text"] not in seen]
+        seen = {row["text"] for row in english[:XNLI_TEST_START]}
+        test_lines = [i for i in range(XNLI_TEST_START, len(english)) if english[i]["text"] not in seen]
     for language in task.languages:
         if task.name == "xnli":
             rows = _read(source / f"{language}.dev.jsonl")
             splits = {"train": rows[:XNLI_TRAIN_ROWS], task.eval_split: [rows[i] for i in test_lines]}
+            pool = rows[XNLI_TRAIN_ROWS:XNLI_UNLABELLED_END]
         else:
             splits = {split: _read(source / f"{language}.{split}.jsonl")
                       for split in ("train", task.eval_split) if (source / f"{language}.{split}.jsonl").is_file()}
+            pool = _read(source / f"{language}.dev.jsonl") if (source / f"{language}.dev.jsonl").is_file() else []
         for split, rows in splits.items():
             limit = train_rows if split != task.eval_split else source_eval_rows if language == task.source else eval_rows
-            _write(target / f"{language}.{split}.jsonl", spread_sample(rows, limit, key=f"{task.name}:{split}"))
+            kept = spread_sample(rows, limit, key=f"{task.name}:{split}")
+            _write(target / f"{language}.{split}.jsonl", kept)
+            if split == task.eval_split and not pool:  # no dev split: the test rows left out of the evaluation
+                pool = [row for row in rows if row not in kept]
+        if language == task.source:  # the source's own training texts (MAD-X's source language adapter)
+            pool = splits.get("train", [])
+        if unlabelled_rows is not None and pool:
+            texts = [without_labels(row) for row in spread_sample(pool, unlabelled_rows, key=f"{task.name}:unlabelled")]
+            _write(target / f"{language}.{task.unlabelled_split}.jsonl", texts)
     return target
+
+
+LABEL_FIELDS = ("label", "tags")
+
+
+def without_labels(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k not in LABEL_FIELDS}
 
 
 def spread_sample(rows: list[dict[str, Any]], limit: int, *, key: str) -> list[dict[str, Any]]:

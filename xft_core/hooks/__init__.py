@@ -15,6 +15,8 @@ from xft_core.hooks.descriptors import (
     MetricSpec,
     ModelSourceSpec,
     NoOptions,
+    RecipeSpec,
+    RecipeTask,
     SamplerSpec,
     StrategySpec,
     TaskHeadSpec,
@@ -26,7 +28,7 @@ from xft_core.hooks.spec import hookimpl, hookspec
 
 __all__ = [
     "BASE_ADAPTER", "KINDS", "ROW_LANGUAGE", "SINGULAR", "CommandSpec", "DataPart", "DataRequest", "DataSourceError",
-    "DataSourceSpec", "LanguageSampler", "MetricSpec", "ModelKind",
-    "ModelSourceSpec", "NoOptions", "PluginConflictError", "PluginError", "ProbabilitySampler", "RowFields", "SamplerSpec",
-    "Strategy", "StrategySpec", "TaskHead", "TaskHeadSpec", "hookimpl", "hookspec", "proportions",
+    "DataSourceSpec", "LanguageSampler", "MetricSpec", "ModelKind", "ModelSourceSpec", "NoOptions", "PluginConflictError",
+    "PluginError", "ProbabilitySampler", "RecipeSpec", "RecipeTask", "RowFields", "SamplerSpec", "Strategy", "StrategySpec",
+    "TaskHead", "TaskHeadSpec", "hookimpl", "hookspec", "proportions",
 ]

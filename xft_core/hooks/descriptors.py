@@ -6,7 +6,7 @@ strategy can hold one adapter per language) is a field here, never a test on a p
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -127,7 +127,61 @@ class CommandSpec:
     description: str = ""
 
 
-Spec = StrategySpec | SamplerSpec | TaskHeadSpec | ModelSourceSpec | DataSourceSpec | MetricSpec | CommandSpec
+@dataclass(frozen=True, kw_only=True)
+class RecipeTask:
+    """What a transfer-suite recipe is told of the task it is configured for (`RecipeSpec.config(task)`)."""
+
+    name: str  # sib200, xnli, udpos, ...
+    kind: str  # "classification" (one label per row) or "tagging" (one tag per word)
+    source: str  # the labelled source language
+    targets: tuple[str, ...]  # the zero-shot evaluation languages
+    steps: int  # the training-step budget of the labelled part (the same for every recipe)
+    batch_size: int
+    max_length: int = 128
+    template: str = "auto"  # a prompt template suited to the task (topic, nli, ...), for prompt-based heads
+    label_words: Mapping[str, str] = field(default_factory=dict)  # label -> word, where a label name is not a word
+    unlabelled_split: str = ""  # the split holding the targets' unlabelled text, when the suite provides it
+    # run folders the suite trained for this task from `RecipeSpec.prepare` (name -> folder)
+    resources: Mapping[str, str] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=dict)  # suite options (language_adapter_steps, ...)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecipeSpec:
+    """A recipe of the transfer suite (`xft bench transfer`): how to train (and evaluate) on a task's labelled
+    source language so that the model works zero-shot on the targets.
+
+    `config(task)` returns the run-config keys of the recipe (`task`, `task_options`, `strategy`,
+    `strategy_options`, and any `training`, `data`, `self_training` keys to change), merged over the suite's
+    base config (name, model, data, the step budget, seed, precision). `task` and `strategy` are required.
+
+    - `kinds`: the task kinds it applies to ("classification", "tagging").
+    - `needs`: what it uses besides the labelled source rows: "unlabelled" (target-language text without labels,
+      which the suite provides from rows disjoint from training and evaluation), "several_sources" (labelled data
+      in more than one language); the suite reports it.
+    - `prepare(task)`: runs the suite trains once per task before the recipe's runs (MAD-X's language adapters):
+      {resource name: run-config keys}; their folders reach `config` as `task.resources[name]`.
+    - `derived_from`: evaluate that recipe's trained adapters instead of training (no training cost), with
+      `evaluation` options: {"scale": 0.5} (WiSE-FT), {"calibration": "batch" | "contextual"} (estimated per target
+      language from its unlabelled text).
+    - `baseline`: the recipe the suite compares every other with (one installed recipe at most).
+    - `default`: run when `--recipes` is not given.
+    """
+
+    name: str
+    description: str
+    config: Callable[[RecipeTask], Mapping[str, Any]]
+    kinds: tuple[str, ...] = ("classification",)
+    needs: tuple[str, ...] = ()
+    prepare: Callable[[RecipeTask], Mapping[str, Mapping[str, Any]]] | None = None
+    derived_from: str = ""
+    evaluation: Mapping[str, Any] = field(default_factory=dict)
+    baseline: bool = False
+    default: bool = False
+
+
+Spec = (StrategySpec | SamplerSpec | TaskHeadSpec | ModelSourceSpec | DataSourceSpec | MetricSpec | CommandSpec
+        | RecipeSpec)
 
 KINDS: dict[str, type[Spec]] = {
     "strategies": StrategySpec,
@@ -137,7 +191,9 @@ KINDS: dict[str, type[Spec]] = {
     "data_sources": DataSourceSpec,
     "metrics": MetricSpec,
     "commands": CommandSpec,
+    "transfer_recipes": RecipeSpec,
 }
 
 SINGULAR = {"strategies": "strategy", "samplers": "sampler", "task_heads": "task head", "model_sources": "model source",
-            "data_sources": "data source", "metrics": "metric", "commands": "command"}
+            "data_sources": "data source", "metrics": "metric", "commands": "command",
+            "transfer_recipes": "transfer recipe"}

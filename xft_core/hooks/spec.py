@@ -19,6 +19,7 @@ if TYPE_CHECKING:
         DataSourceSpec,
         MetricSpec,
         ModelSourceSpec,
+        RecipeSpec,
         SamplerSpec,
         StrategySpec,
         TaskHeadSpec,
@@ -113,6 +114,22 @@ def xft_commands() -> Iterable[CommandSpec]:
         @hookimpl
         def xft_commands():
             yield CommandSpec(name="hello", register=lambda sub: sub.add_parser("hello").set_defaults(func=say_hello))
+    """
+
+
+@hookspec
+def xft_transfer_recipes() -> Iterable[RecipeSpec]:
+    """Declare recipes for the cross-lingual transfer suite (`xft bench transfer --list` shows them): a config
+    fragment over the suite's base config, what the recipe needs besides labelled source rows, and how it is
+    evaluated. Built-in recipes come from the plugins that own their head or strategy.
+
+    Example::
+
+        @hookimpl
+        def xft_transfer_recipes():
+            yield RecipeSpec(name="ia3-verbalizer", description="IA3 under prompt-based classification",
+                             config=lambda task: {"task": "prompt-classification", "strategy": "ia3",
+                                                  "task_options": {"template": task.template}})
     """
 
 
