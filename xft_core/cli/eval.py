@@ -37,7 +37,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     result = evaluate(args.sources, args.data, out=args.out, metric=args.metric, languages=languages, split=args.split,
                       include_base=args.base, each_adapter=args.each_adapter, max_examples=args.max_examples,
                       batch_size=args.batch_size, max_length=args.max_length, device=args.device, precision=args.precision,
-                      progress=not args.no_progress, scale=parse_scale(args.scale))
+                      progress=not args.no_progress, scale=parse_scale(args.scale), calibrated=not args.no_calibration)
     console = make_console()
     print_table(result.matrix, console, metric=args.metric)
     for kind, path in result.paths.items():
@@ -71,5 +71,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--scale", metavar="S",
                    help="interpolate each adapter toward the base (WiSE-FT): 0 is the base, 1 the adapter as trained; "
                         "one number, or per language: de=0.5,*=0.8")
+    p.add_argument("--no-calibration", action="store_true",
+                   help="score packages raw, without the per-language label prior `xft calibrate` stored in them")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_eval, base="auto")

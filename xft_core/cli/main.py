@@ -26,6 +26,7 @@ from xft_core.version import __version__
 CORE_COMMANDS = (
     "xft_core.cli.train",
     "xft_core.cli.eval",
+    "xft_core.cli.calibrate",
     "xft_core.cli.predict",
     "xft_core.cli.serve",
     "xft_core.cli.data",

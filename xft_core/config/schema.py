@@ -35,8 +35,19 @@ class DataConfig:
     # few-shot transfer: K labelled rows of each evaluation language without training data join the training,
     # drawn with the run's seed from that language's train split (never from dev or test); 0 = zero-shot
     few_shot: int = 0
+    # text without labels (calibration, self-training, language adapters): the split of <lang>.unlabelled.{jsonl,txt}
+    # files, and other splits whose texts are used too, their labels dropped. Rows repeating an evaluation row (the
+    # test split, the dev split of evaluated languages) are dropped with a warning
+    unlabelled_split: str = "unlabelled"
+    unlabelled_from: list[str] = field(default_factory=list)
 
     def __post_init__(self):
+        if self.test_split in self.unlabelled_from:
+            raise ConfigError(f"data.unlabelled_from: {self.test_split!r} is the test split (data.test_split); its texts "
+                              "are evaluation rows and may never be learnt from. Name other splits")
+        if self.unlabelled_split in (self.train_split, self.dev_split, self.test_split):
+            raise ConfigError(f"data.unlabelled_split: {self.unlabelled_split!r} is also the train, dev or test split; "
+                              "give unlabelled text a split of its own (default: unlabelled)")
         if self.few_shot < 0:
             raise ConfigError(f"data.few_shot must be >= 0 (rows per target language; 0 = zero-shot), got {self.few_shot}")
         if not self.path and not self.files and not self.rows:

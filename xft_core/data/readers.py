@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
-EXTENSIONS = ("jsonl", "json", "csv", "tsv")
-_EXT = r"(?P<ext>(?i:jsonl|json|csv|tsv))"  # the extension in any case: de.train.JSONL is read like de.train.jsonl
+EXTENSIONS = ("jsonl", "json", "csv", "tsv", "txt")  # txt: one text a line (unlabelled text), field "text"
+_EXT = r"(?P<ext>(?i:jsonl|json|csv|tsv|txt))"  # the extension in any case: de.train.JSONL is read like de.train.jsonl
 _NAME = re.compile(rf"^(?P<lang>[^.]+)\.(?P<split>[^.]+)\.{_EXT}$")
-_SPLIT_ONLY = re.compile(rf"^(?P<split>[^.]+)\.{_EXT}$")
+_SPLIT_ONLY = re.compile(r"^(?P<split>[^.]+)\.(?P<ext>(?i:jsonl|json|csv|tsv))$")  # a .txt has no language field
+UNLABELLED_SPLIT = "unlabelled"  # the default split of text without labels (config key data.unlabelled_split)
 PATTERN = "<language>.<split>.<ext> (for example en.train.jsonl), or <split>.<ext> with a language field"
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _BAD_NAME = re.compile(r"[\s/\\:*?\"<>|\x00-\x1f\x7f]|^\.")  # language and split names become folder names
@@ -83,7 +84,7 @@ class _Odd(ValueError):
 
 
 def read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, row) for every row of a JSONL/JSON/CSV/TSV file; malformed lines are DataErrors.
+    """(line number, row) for every row of a JSONL/JSON/CSV/TSV/TXT file; malformed lines are DataErrors.
 
     A UTF-8 byte-order mark is accepted; bytes that are not UTF-8, values that are no text (NaN, lone surrogates),
     repeated fields, CSV rows with too few or too many cells and unbalanced quotes are errors naming the line."""
@@ -91,10 +92,20 @@ def read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     if suffix not in EXTENSIONS:
         raise DataError(f"{path}: unsupported file type '.{suffix}'. Use one of: {', '.join(EXTENSIONS)}")
     text = _read_text(path)
-    if suffix in ("jsonl", "json"):
+    if suffix == "txt":
+        yield from _text_rows(path, text)
+    elif suffix in ("jsonl", "json"):
         yield from _json_rows(path, text, array=suffix == "json" and text.lstrip().startswith("["))
     else:
         yield from _delimited_rows(path, text, "\t" if suffix == "tsv" else ",")
+
+
+def _text_rows(path: Path, text: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """A plain text file: one row per non-blank line, its text (stripped) under "text"."""
+    for number, line in enumerate(io.StringIO(text, newline=None), 1):
+        if line.strip():
+            _check_text(path, f"line {number}", {"text": line})
+            yield number, {"text": line.strip()}
 
 
 def _read_text(path: Path) -> str:

@@ -15,6 +15,19 @@ def _packages_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if (p / MANIFEST).is_file()) if folder.is_dir() else []
 
 
+def calibration_packages(sources: str | Path | Sequence[str | Path]) -> list[Path]:
+    """Every adapter package of `sources` (run folders, adapters/ folders, packages), in order, each once."""
+    found: list[Path] = []
+    for source in [sources] if isinstance(sources, (str, Path)) else sources:
+        path = Path(source)
+        packages = [path] if (path / MANIFEST).is_file() else _packages_in(path / "adapters") or _packages_in(path)
+        if not packages:
+            raise AdapterError(f"{path}: neither an xft run folder (with adapters/<name>/{MANIFEST}) nor an adapter "
+                               f"package ({MANIFEST})")
+        found += [p for p in packages if p not in found]
+    return found
+
+
 def run_root(package: Path) -> Path | None:
     """The run folder a package lives in (runs/<name>/adapters/<adapter>), if it is one."""
     root = package.parent.parent

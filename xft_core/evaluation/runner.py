@@ -3,12 +3,13 @@ detached again through its own strategy; then the reports."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
 from xft_core.adapters import Manifest
 from xft_core.config.load import check_max_length
+from xft_core.evaluation.calibration import Calibration
 from xft_core.evaluation.matrix import BASE_LABEL, MatrixRow, TransferMatrix
 from xft_core.evaluation.plan import eval_data, plan_rows, run_root
 from xft_core.evaluation.plots import training_curves
@@ -36,6 +37,7 @@ def transfer_matrix(
     progress: bool = True,
     console: Any = None,
     scale: float | Mapping[str, float] | None = None,
+    calibrated: bool = True,
 ) -> TransferMatrix:
     """Evaluate every adapter of `sources` (run folders and/or adapter packages) on every language.
 
@@ -47,7 +49,8 @@ def transfer_matrix(
     skipped and a note says so). `True` forces it, `False` never adds it. Each package is attached by its own
     strategy, evaluated and detached again, so the base is the same for every row. `scale` interpolates every
     adapter toward the base (WiSE-FT: 0 is the base, 1 the adapter as trained), one factor or one per language
-    (`{"de": 0.5, "*": 1.0}`).
+    (`{"de": 0.5, "*": 1.0}`). A package holding a calibration (`xft calibrate`) has its label prior corrected
+    on the languages it was estimated for, as the router does; `calibrated=False` scores it raw.
 
     Example::
 
@@ -80,9 +83,13 @@ def transfer_matrix(
     if include_base:
         rows.insert(0, MatrixRow(BASE_LABEL, "base", []))
     _note_rows(matrix, rows, scales)
-    cells = _Cells(base, parts, pm, scales, batch_size=batch_size, max_length=max_length, precision=precision)
+    cells = _Cells(base, parts, pm, scales, batch_size=batch_size, max_length=max_length, precision=precision,
+                   calibrated=calibrated)
     results = cells.evaluate(packages, _languages_needed(rows, packages, list(parts)), include_base,
                              progress=progress, console=console)
+    if cells.applied:
+        matrix.notes.append("Calibrated without labels (the package's per-language label prior, `xft calibrate`): "
+                            + "; ".join(f"{name} on {', '.join(langs)}" for name, langs in cells.applied.items()))
     for row in rows:
         if row.kind == "base":
             row.cells = results[None]
@@ -150,6 +157,8 @@ class _Cells:
     batch_size: int
     max_length: int
     precision: Any
+    calibrated: bool = True
+    applied: dict[str, list[str]] = field(default_factory=dict)  # package name -> languages calibrated
 
     def evaluate(self, packages: list[Path], needed: dict[Path, list[str]], include_base: bool, *,
                  progress: bool, console: Any) -> dict[Path | None, dict[str, dict[str, float]]]:
@@ -168,14 +177,15 @@ class _Cells:
                     continue
                 _, strategy = strategy_from_manifest(check_compatible(self.base, package), self.pm)
                 model = strategy.attach(self.base.model, package, "xft-eval", self.base.head)
+                calibration = Calibration.read(package) if self.calibrated else None
                 try:
-                    results[package] = self._columns(model, needed[package], package.name, bar, task, strategy)
+                    results[package] = self._columns(model, needed[package], package.name, bar, task, strategy, calibration)
                 finally:
                     self.base.model = strategy.detach(model, "xft-eval")
         return results
 
     def _columns(self, model: Any, wanted: list[str], label: str, bar: Any, task: Any,
-                 strategy: Any = None) -> dict[str, dict[str, float]]:
+                 strategy: Any = None, calibration: Calibration | None = None) -> dict[str, dict[str, float]]:
         cells: dict[str, dict[str, float]] = {}
         for language in wanted:
             bar.update(task, description=f"{label} on {language}")
@@ -186,6 +196,9 @@ class _Cells:
             rows = self.parts[language].rows
             predictions = predict_rows(self.base.head, model, self.base.tokenizer, with_language(rows, language),
                                        batch_size=self.batch_size, max_length=self.max_length, precision=self.precision)
+            if calibration is not None and calibration.prior(language) is not None:
+                predictions = calibration.apply(predictions, language)
+                self.applied.setdefault(label, []).append(language)
             cells[language] = score(self.base.head, self.pm, predictions, rows)
             bar.advance(task)
         return cells

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from xft_core.adapters import MANIFEST, AdapterError, Manifest
+from xft_core.evaluation.calibration import Calibration
 
 ADAPTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-]{0,63}")  # names become module keys: no dots
 HASH_CHARS = 12  # of the sha256 hex digest: 48 bits, plenty to tell an adapter's versions apart
@@ -54,6 +55,7 @@ class Package:
     version: int  # counts up per name: on every replace, and when a reload finds the files changed
     hash: str  # content hash of the strategy's files (every file but the manifest), HASH_CHARS hex digits
     mixed_batch: bool
+    calibration: Calibration | None = None  # per-language label priors (calibration.json), applied to its rows
 
 
 def find_packages(path: str | Path) -> dict[str, Path]:

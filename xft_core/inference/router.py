@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 from xft_core.adapters import AdapterError, Base
+from xft_core.evaluation.calibration import Calibration
 from xft_core.hooks import BASE_ADAPTER, ROW_LANGUAGE
 from xft_core.inference.cache import AdapterCache, Loaded
 from xft_core.inference.forward import Forwarding
@@ -251,6 +252,9 @@ class Router(Forwarding):
                 outputs = self._run_by_length([rows[i] for i in index], [names[i] for i in index])
                 for i, output in zip(index, outputs):
                     entry = self.cache.loaded.get(names[i])  # the weights that answered (None: the bare base)
+                    calibration = self._packages[names[i]].calibration if names[i] != BASE else None
+                    if calibration is not None:  # the package's label prior for this row's language, if it has one
+                        output = calibration.apply([output], resolved[i])[0]
                     results[i] = {**output, "language": resolved[i], "adapter": names[i],
                                   "adapter_version": entry and entry.version, "adapter_hash": entry and entry.hash}
         return results  # type: ignore[return-value]
@@ -293,7 +297,7 @@ class Router(Forwarding):
         elif spec.name != self._strategy_name:
             raise AdapterError(f"{folder}: strategy '{spec.name}' differs from the '{self._strategy_name}' packages this router "
                                "serves; one router serves packages of one strategy")
-        return Package(source or folder, manifest, version, digest, bool(strategy.mixed_batch))
+        return Package(source or folder, manifest, version, digest, bool(strategy.mixed_batch), Calibration.read(folder))
 
     @contextmanager
     def _staged(self, folder: Path) -> Iterator[tuple[Path, str]]:

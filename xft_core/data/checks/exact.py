@@ -11,9 +11,10 @@ from typing import Any
 
 from xft_core.data.checks.report import Finding
 from xft_core.data.checks.rows import finding, input_key, label_of, languages, ordered_splits, rows_of, second_field, text_of
-from xft_core.data.readers import DataSet
+from xft_core.data.readers import UNLABELLED_SPLIT, DataSet
 from xft_core.hooks import RowFields
 
+EVALUATION_SPLITS = ("dev", "validation", "valid", "test")
 MIN_CROSS_LANGUAGE_CHARS = 20  # names and numbers legitimately repeat across languages
 
 
@@ -54,6 +55,7 @@ def find_duplicates(data: DataSet, fields: RowFields) -> list[Finding]:
     found = []
     for language in languages(data):
         earlier: dict[str, tuple[dict[str, Any], Any]] = {}  # key -> (where, label) from earlier splits
+        evaluated: dict[str, dict[str, Any]] = {}  # key -> where, of rows of evaluation splits
         for split in ordered_splits(data):
             part = data.get(split, language)
             if part is None:
@@ -69,12 +71,20 @@ def find_duplicates(data: DataSet, fields: RowFields) -> list[Finding]:
                     continue
                 where, label = first
                 kind = "duplicate" if key in here else "duplicate_across_splits"
+                if split == UNLABELLED_SPLIT and kind != "duplicate":
+                    if key not in evaluated:
+                        continue  # text also in a labelled training row: nothing leaks
+                    kind, where = "unlabelled_in_evaluation", evaluated[key]
                 found.append(finding(kind, part, row, file, line, fields, other=where))
-                if label != label_of(row, fields):
+                if label != label_of(row, fields) and split != UNLABELLED_SPLIT:
                     detail = {"label": label_of(row, fields), "other_label": label}
                     found.append(finding("conflicting_labels", part, row, file, line, fields, other=where, detail=detail))
             for key, value in here.items():
                 earlier.setdefault(key, value)
+            if split in EVALUATION_SPLITS:
+                for row, file, line in rows_of(part):
+                    evaluated.setdefault(input_key(row, fields), {"language": language, "split": split, "file": file,
+                                                                  "line": line})
     return found
 
 

@@ -17,6 +17,7 @@ KINDS = {  # kind -> what it means, in report order
     "near_duplicate": "near duplicate of an earlier row of the same split",
     "near_duplicate_across_splits": "near duplicate of a row of an earlier split (leak)",
     "cross_language_duplicate": "same text in another language's file (non-parallel data only)",
+    "unlabelled_in_evaluation": "unlabelled text that repeats an evaluation row (dropped before any recipe learns from it)",
     "wrong_language": "language ID: another language, 10 times likelier; the file's own under 5%",
     "ambiguous_language": "close call: language ID prefers another language, but not clearly",
     "over_length": "longer than max_length tokens (will be truncated)",

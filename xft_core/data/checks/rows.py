@@ -12,7 +12,7 @@ from dataclasses import replace
 from typing import Any
 
 from xft_core.data.checks.report import Finding
-from xft_core.data.readers import DataError, DataSet, Split
+from xft_core.data.readers import UNLABELLED_SPLIT, DataError, DataSet, Split
 from xft_core.hooks import RowFields
 
 SPLIT_ORDER = ("train", "training", "validation", "valid", "dev", "test")
@@ -36,7 +36,8 @@ def head_for_rows(pm: Any, data: DataSet) -> tuple[str, Any]:
     from xft_core.hooks.manager import collect
 
     heads = collect(pm, "task_heads")
-    sample = [(row, where) for by_language in data.splits.values() for part in by_language.values()
+    labelled = [parts for split, parts in data.splits.items() if split != UNLABELLED_SPLIT] or list(data.splits.values())
+    sample = [(row, where) for by_language in labelled for part in by_language.values()
               for row, where in zip(part.rows[:FIRST_ROWS], part.where)]
     refused, accepted = [], []
     keys = {key for row, _ in sample for key in row}
