@@ -140,10 +140,42 @@ def test_bitfit_a_strategy_without_peft_merges_its_biases(tiny_model, sentiment_
     assert worst(plain_logits(exported.path, TEXTS)[1], served_logits(run.paths.root, pm, TEXTS, "de")) < TOLERANCE
 
 
-def test_prompt_tuning_cannot_be_merged_and_says_why(tiny_model, sentiment_data, pm, tmp_path):
-    import xft_lora.prompt_tuning
+def test_merged_export_asks_the_strategy_what_merge_left_behind(runs, tmp_path):
+    """The engine knows no peft: it asks `Strategy.leftovers` after `merge`. A LoRA whose merge forgets to unload is
+    refused with peft's layers named (xft_peft.leftovers); so is a strategy of any kind that reports its own."""
+    import xft_lora
+    from xft_core.hooks import StrategySpec, hookimpl
+    from xft_lora.strategy import Lora
 
-    pm.register(xft_lora.prompt_tuning, name="xft_prompt_tuning")
+    class Unmerged(Lora):
+        def merge(self, model, adapter, language=None):
+            return model  # still the PeftModel, every LoRA layer in place
+
+    class Reporting(Lora):
+        def leftovers(self, model):
+            return ["my.side.table", *super().leftovers(model)]
+
+    for strategy, expected in ((Unmerged, r"\(the model itself, .*q_proj"), (Reporting, r"\(my\.side\.table\)")):
+        class Plugin:
+            build = strategy
+
+            @hookimpl
+            def xft_strategies(self):
+                yield StrategySpec(name="lora", options=xft_lora.LoraOptions, build=self.build, per_language=True,
+                                   stackable=True)
+
+        pm = manager()
+        pm.unregister(name="xft_lora")
+        pm.register(Plugin(), name="xft_lora")
+        with pytest.raises(ExportError, match=r"merge\(\) returned a model still holding its own machinery " + expected):
+            export(runs["qwen2"], tmp_path / strategy.__name__, pm=pm)
+        assert not (tmp_path / strategy.__name__).exists()
+
+
+def test_prompt_tuning_cannot_be_merged_and_says_why(tiny_model, sentiment_data, pm, tmp_path):
+    import xft_prompt_tuning
+
+    pm.register(xft_prompt_tuning, name="xft_prompt_tuning")
     run = train(tiny_config(tiny_model("bert"), sentiment_data, tmp_path, strategy="prompt-tuning",
                             strategy_options={"num_virtual_tokens": 4}, training={"max_steps": 1}), pm=pm, progress=False)
     with pytest.raises(ExportError, match="cannot be merged into the model's weights: a soft prompt"):

@@ -240,3 +240,22 @@ def test_xft_plugins_verbose_describes_strategies(clean_env, capsys):
     out = capsys.readouterr().out
     for kind_and_name in ("strategy lora:", "strategy full:", "sampler temperature:", "task head sequence-classification:"):
         assert kind_and_name in out
+
+
+def test_every_built_in_task_head_declares_a_model_kind_of_the_api():
+    """`ModelKind` (hooks) names every kind a built-in head builds, so a strategy can map them all."""
+    import typing
+
+    from xft_core.config import build_options
+    from xft_core.hooks import ModelKind
+
+    kinds = set(typing.get_args(ModelKind))
+    declared = {}
+    for name, provided in collect(make_plugin_manager(), "task_heads").items():
+        try:
+            head = provided.spec.build(build_options(provided.spec.options, {}, key="task_options"))
+        except Exception:  # a head whose options have no defaults is not built here
+            continue
+        declared[name] = head.model_kind
+    assert {"sequence-classification", "prompt-classification", "token-classification"} <= set(declared.values())
+    assert not {name: kind for name, kind in declared.items() if kind not in kinds}, declared

@@ -23,11 +23,11 @@ PROMPT = "prompt_encoder.default.embedding.weight"
 
 @pytest.fixture
 def ppm(pm):
-    import xft_lora.prompt_tuning
+    import xft_prompt_tuning
     import xft_verbalizer
 
     pm.register(xft_verbalizer, name="xft_verbalizer")
-    pm.register(xft_lora.prompt_tuning, name="xft_prompt_tuning")
+    pm.register(xft_prompt_tuning, name="xft_prompt_tuning")
     return pm
 
 
@@ -39,7 +39,7 @@ def _config(model: Path, data: Path, out: Path, *, tokens: int = 8, task: str = 
 
 
 def _strategy(**options):
-    from xft_lora.prompt_tuning import PromptTuning, PromptTuningOptions
+    from xft_prompt_tuning import PromptTuning, PromptTuningOptions
 
     return PromptTuning(PromptTuningOptions(**options))
 
@@ -59,7 +59,7 @@ def _dev_rows(run, language: str = "de", n: int = 8) -> list[dict]:
 # -------------------------------------------------------------------------------------------- options
 def test_options_are_checked_naming_the_option(ppm):
     from xft_core.hooks.manager import collect
-    from xft_lora.prompt_tuning import PromptTuningOptions
+    from xft_prompt_tuning import PromptTuningOptions
 
     with pytest.raises(ValueError, match="num_virtual_tokens must be a positive integer, got 0"):
         PromptTuningOptions(num_virtual_tokens=0)

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ContextManager, Sequence
 
+import xft_peft
 from xft_core.hooks import RecipeSpec, RecipeTask, StrategySpec, TaskHead, hookimpl
 from xft_core.util.languages import normalize
 from xft_lora.language_adapters import (
@@ -40,7 +41,8 @@ from xft_lora.language_adapters import (
     transformer_body,
 )
 from xft_lora.options import LoraOptions
-from xft_lora.strategy import CONFIG, WEIGHTS, Lora, save_peft_files
+from xft_lora.strategy import Lora
+from xft_peft import CONFIG, WEIGHTS, base_only, save_peft_files
 
 TASK = "task"  # peft's name for the task adapter while training
 MADX = "madx.json"
@@ -182,9 +184,7 @@ class Madx:
         self._scales[adapter] = factor
 
     def base_only(self, model: Any) -> ContextManager[Any]:
-        from peft import PeftModel
-
-        return model.disable_adapter() if isinstance(model, PeftModel) else contextlib.nullcontext()
+        return base_only(model)
 
     def route(self, model: Any, names: Sequence[str]) -> dict[str, list[Any]]:
         raise NotImplementedError("madx: peft cannot route rows through stacks (mixed_batch is False)")
@@ -200,6 +200,9 @@ class Madx:
         if "peft_config" in vars(merged):
             del merged.peft_config
         return merged.eval()
+
+    def leftovers(self, model: Any) -> list[str]:
+        return xft_peft.leftovers(model)
 
     def served_languages(self, model: Any, adapter: str | None) -> list[str]:
         """Every language a package serves with its own language adapter (for the manifest, if the engine asks)."""

@@ -10,24 +10,14 @@ model when none is left, `base_only` runs the bare base.
 
 from __future__ import annotations
 
-import contextlib
-import copy
 from pathlib import Path
 from typing import Any, ContextManager, Sequence
 
+import xft_peft
 from xft_core.hooks import BASE_ADAPTER, TaskHead
 from xft_lora.mixed import install as install_contiguous
 from xft_lora.options import LoraOptions, auto_target_modules
-
-DEFAULT = "default"  # peft's adapter name for a single set of weights
-TASK_TYPES = {  # xft head kinds -> peft TaskType names (heads of other kinds get no task type)
-    "sequence-classification": "SEQ_CLS",
-    "token-classification": "TOKEN_CLS",
-    "causal-lm": "CAUSAL_LM",
-    "seq2seq": "SEQ_2_SEQ_LM",
-}
-WEIGHTS = "adapter_model.safetensors"
-CONFIG = "adapter_config.json"
+from xft_peft import CONFIG, DEFAULT, TASK_TYPES, WEIGHTS
 
 
 class Lora:
@@ -70,15 +60,7 @@ class Lora:
         )
 
     def apply(self, model: Any, head: TaskHead, adapters: Sequence[str] | None) -> Any:
-        from peft import get_peft_model
-
-        config = self.config(model, head)
-        names = list(adapters) if adapters else [DEFAULT]
-        peft_model = get_peft_model(model, copy.deepcopy(config), adapter_name=names[0])
-        for name in names[1:]:
-            peft_model.add_adapter(name, copy.deepcopy(config))
-        peft_model.set_adapter(names[0])
-        _make_all_trainable(peft_model, names)
+        peft_model = xft_peft.wrap(model, self.config(model, head), adapters)
         self._training = True
         if self.options.top_layers and self.options.cache_frozen_layers:
             self.prefix_cache = _prefix_cache(peft_model, self.options.top_layers)
@@ -90,7 +72,7 @@ class Lora:
             if model.active_adapter == name:
                 return
             model.set_adapter(name)
-            _make_all_trainable(model, list(model.peft_config))
+            xft_peft.make_all_trainable(model, list(model.peft_config))
         else:
             self._switch(model, name)
 
@@ -137,52 +119,24 @@ class Lora:
             set_peft_model_state_dict(model, weights, adapter_name=adapter)
 
     def save(self, model: Any, folder: Path, adapter: str | None, head: TaskHead) -> None:  # manifest: nothing to add
-        save_peft_files(model, adapter or DEFAULT, folder)
+        xft_peft.save_peft_files(model, adapter or DEFAULT, folder)
 
     # ----------------------------------------------------------------------------------------- inference
     def attach(self, model: Any, folder: Path, name: str, head: TaskHead) -> Any:
-        """All or nothing: both files are read and checked before the model changes; the adapter is then added
-        (on the bare base, peft injects its layers in place), every tensor of the package checked against the
-        adapter's own parameters, key for key and shape for shape, and only then loaded. On any failure the new
-        adapter is deleted again, and a PeftModel made here is unwrapped back to the untouched base."""
-        from peft import PeftModel, get_peft_model
+        """All or nothing (xft_peft.attach_package): both files are read and checked before the model changes; the
+        adapter is then added, every tensor of the package checked against the adapter's own parameters, key for key
+        and shape for shape, and only then loaded. On any failure the model is as it was."""
+        from peft import LoraConfig
 
-        folder = Path(folder)
-        config, weights = _read_lora(folder)
-        created = not isinstance(model, PeftModel)
-        flags = {p: p.requires_grad for p in model.parameters()} if created else {}
-        peft_model = None if created else model
-        try:
-            if peft_model is None:
-                peft_model = get_peft_model(model, config, adapter_name=name)  # injects into `model` in place
-            else:
-                peft_model.add_adapter(name, config)
-            _load_exactly(peft_model, name, weights, folder)
-        except BaseException:
-            if peft_model is not None and name in peft_model.peft_config:
-                peft_model = self.detach(peft_model, name)  # the last adapter out unwraps a PeftModel made here
-            if created:
-                _strip_lora(model)  # whatever a failed injection left in the base
-                for parameter, flag in flags.items():
-                    parameter.requires_grad_(flag)
-            raise
-        peft_model.eval()
+        config, weights = xft_peft.read_package(Path(folder), LoraConfig, what="LoRA", check=_check_safe_init)
+        peft_model = xft_peft.attach_package(model, name, config, weights, Path(folder), detach=self.detach)
         self._layers = None  # new adapter layers may have been injected
         return peft_model
 
     def detach(self, model: Any, name: str) -> Any:
-        model.delete_adapter(name)
         self._layers = None
         self._scales.pop(name, None)
-        if not model.peft_config:
-            # peft cannot load into or run a PeftModel without adapters: unwrap back to the bare base
-            base = model.unload()
-            if hasattr(base, "peft_config"):
-                del base.peft_config
-            return base
-        if model.active_adapter not in model.peft_config:
-            model.set_adapter(next(iter(model.peft_config)), inference_mode=True)
-        return model
+        return xft_peft.remove_adapter(model, name)
 
     def scale(self, model: Any, adapter: str, factor: float) -> None:
         """peft's per-layer `set_scale`: the LoRA update (B A x) times `factor`; the head (`modules_to_save`) and
@@ -197,9 +151,7 @@ class Lora:
         self._scales[adapter] = factor
 
     def base_only(self, model: Any) -> ContextManager[Any]:
-        from peft import PeftModel
-
-        return model.disable_adapter() if isinstance(model, PeftModel) else contextlib.nullcontext()
+        return xft_peft.base_only(model)
 
     def route(self, model: Any, names: Sequence[str]) -> dict[str, list[Any]]:
         """Per-row adapter names for peft; rows of one adapter that come adjacent (the router groups them) run as
@@ -215,6 +167,9 @@ class Lora:
         model.set_adapter(adapter, inference_mode=True)  # modules_to_save unloads the active adapter's copy
         return _unwrapped(model.merge_and_unload(adapter_names=[adapter]))
 
+    def leftovers(self, model: Any) -> list[str]:
+        return xft_peft.leftovers(model)
+
 
 def _prefix_cache(model: Any, top_layers: int) -> Any:
     """A FrozenPrefixCache over the layers below the adapted ones, where that is exact (else None)."""
@@ -229,21 +184,6 @@ def _prefix_cache(model: Any, top_layers: int) -> Any:
     return FrozenPrefixCache(model, layers, first)
 
 
-def save_peft_files(model: Any, name: str, folder: Path, state: dict[str, Any] | None = None) -> None:
-    """peft's own two files for adapter `name` (its weights, or `state`, and its config in inference mode), so
-    plain `PeftModel.from_pretrained(base, folder)` loads them."""
-    from peft.utils import get_peft_model_state_dict
-    from safetensors.torch import save_file
-
-    if state is None:
-        state = get_peft_model_state_dict(model, adapter_name=name)
-    state = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
-    save_file(state, str(Path(folder) / WEIGHTS), metadata={"format": "pt"})
-    config = copy.deepcopy(model.peft_config[name])
-    config.inference_mode = True
-    config.save_pretrained(str(folder))
-
-
 def _unwrapped(model: Any) -> Any:
     """The merged model without what peft leaves on it (its config attribute), in eval mode."""
     if "peft_config" in vars(model):
@@ -251,85 +191,13 @@ def _unwrapped(model: Any) -> Any:
     return model.eval()
 
 
-def _make_all_trainable(model: Any, names: Sequence[str]) -> None:
-    """peft's set_adapter freezes inactive adapters; keep every adapter's parameters in the optimizer (an
-    inactive one simply gets no gradient), so the set of trainable tensors never changes."""
-    markers = tuple(f".{n}." for n in names)
-    for name, parameter in model.named_parameters():
-        if any(m in name for m in markers):
-            parameter.requires_grad = True
-
-
 # ------------------------------------------------------------------------------------------- attaching
 _SAFE_INIT = (True, False, "gaussian")  # other initialisations (pissa, olora, corda, loftq, ...) rewrite base weights
 
 
-def _read_lora(folder: Path) -> tuple[Any, dict[str, Any]]:
-    """The package's LoraConfig (inference mode) and tensors, read without touching any model; errors name the file."""
-    from peft import LoraConfig, PeftConfig
-    from safetensors.torch import load_file
-
-    for file in (CONFIG, WEIGHTS):
-        if not (folder / file).is_file():
-            raise FileNotFoundError(f"{folder / file}: missing (a LoRA package holds {CONFIG} and {WEIGHTS})")
-    try:
-        config = PeftConfig.from_pretrained(str(folder))
-    except Exception as exc:
-        raise ValueError(f"{folder / CONFIG}: not a readable peft config ({type(exc).__name__}: {exc})") from None
-    if not isinstance(config, LoraConfig):
-        raise ValueError(f"{folder / CONFIG}: peft type {getattr(config, 'peft_type', '?')}, not LORA")
+def _check_safe_init(config: Any, folder: Path) -> None:
+    """Refuse a LoRA whose loading would change the base model itself, which every adapter on a served base shares."""
     if config.init_lora_weights not in _SAFE_INIT or config.layer_replication:
         raise ValueError(f"{folder / CONFIG}: init_lora_weights={config.init_lora_weights!r} / layer_replication="
                          f"{config.layer_replication!r} change the base model's own weights or layers, which every "
                          "adapter on a served base shares; convert the adapter to plain LoRA first")
-    config.inference_mode = True
-    try:
-        weights = load_file(str(folder / WEIGHTS), device="cpu")
-    except Exception as exc:
-        raise ValueError(f"{folder / WEIGHTS}: not a readable safetensors file ({type(exc).__name__}: {exc})") from None
-    return config, weights
-
-
-def _load_exactly(model: Any, name: str, weights: dict[str, Any], folder: Path) -> None:
-    """Load `weights` into adapter `name` only if they are exactly its parameters: no tensor missing, none of
-    another shape, none extra. peft alone would load an extra key that names a base weight into the base (changing
-    what every other adapter computes) and leave a missing one at its initial value (a silently different adapter)."""
-    import torch
-    from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
-
-    expected = get_peft_model_state_dict(model, adapter_name=name, save_embedding_layers=False)
-    if set(weights) - set(expected):
-        # a copy of a base tensor equal to it (peft saves embeddings beside embedding LoRA) changes nothing: skipped
-        own = model.state_dict()
-        weights = {k: v for k, v in weights.items()
-                   if k in expected or not (k in own and own[k].shape == v.shape and torch.equal(own[k].cpu(), v))}
-    missing = sorted(set(expected) - set(weights))
-    extra = sorted(set(weights) - set(expected))
-    shapes = sorted(k for k in set(expected) & set(weights) if tuple(weights[k].shape) != tuple(expected[k].shape))
-    kinds = sorted(k for k, v in weights.items() if not v.is_floating_point())
-    problems = [f"{len(found)} {what} (first: {found[0]}{detail(found[0])})" for what, found, detail in (
-        ("tensors missing", missing, lambda k: ""),
-        ("tensors this model has no place for", extra, lambda k: ""),
-        ("tensors of the wrong shape", shapes,
-         lambda k: f": {tuple(weights[k].shape)} in the file, {tuple(expected[k].shape)} in the model"),
-        ("tensors that are not floating point", kinds, lambda k: f": {weights[k].dtype}"),
-    ) if found]
-    if problems:
-        raise ValueError(f"{folder / WEIGHTS}: the weights do not fit this model: {'; '.join(problems)}")
-    result = set_peft_model_state_dict(model, weights, adapter_name=name)
-    left = [k for k in result.missing_keys if f".{name}." in k or k.endswith(f".{name}")]
-    if left:
-        raise ValueError(f"{folder / WEIGHTS}: {len(left)} of the adapter's tensors were not loaded (first: {left[0]})")
-
-
-def _strip_lora(model: Any) -> None:
-    """Put back every module a (failed) peft injection wrapped in `model`, and drop the config it left."""
-    from peft.tuners.tuners_utils import BaseTunerLayer
-    from peft.utils import AuxiliaryTrainingWrapper
-
-    for module in list(model.modules()):
-        for child_name, child in list(module.named_children()):
-            if isinstance(child, (BaseTunerLayer, AuxiliaryTrainingWrapper)):
-                setattr(module, child_name, child.get_base_layer())
-    if "peft_config" in vars(model):
-        del model.peft_config

@@ -48,10 +48,13 @@ def merged_model(package: Path, pm: Any = None, language: str | None = None) -> 
         merged = strategy.merge(model, package.name, language)
     except NotImplementedError as exc:
         raise ExportError(f"{package}: cannot export --to merged: {exc}") from None
-    left = sorted({type(m).__module__.split(".")[0] for m in merged.modules()} & {"peft"})
-    if left or hasattr(merged, "peft_config"):
-        raise ExportError(f"{package}: strategy '{spec.name}' merge() returned a model still holding peft modules; "
-                          "it must return a plain transformers model (a bug in the plugin that provides the strategy)")
+    leftovers = getattr(strategy, "leftovers", None)
+    left = list(leftovers(merged)) if callable(leftovers) else []
+    if left:
+        shown = ", ".join(left[:5]) + (f" and {len(left) - 5} more" if len(left) > 5 else "")
+        raise ExportError(f"{package}: strategy '{spec.name}' merge() returned a model still holding its own machinery "
+                          f"({shown}); it must return a plain transformers model (a bug in the plugin that provides "
+                          "the strategy)")
     base.model = merged
     return merged.eval(), base, manifest, spec
 

@@ -19,7 +19,10 @@ ROW_LANGUAGE = "__language__"
 """Key under which a task head finds each row's language in the rows given to `encode` and `predict_batch`
 (the engine adds it; heads that need no language ignore it). Never a field of the data files."""
 
-ModelKind: TypeAlias = Literal["sequence-classification", "token-classification", "causal-lm", "seq2seq", "masked-lm"]
+ModelKind: TypeAlias = Literal["sequence-classification", "token-classification", "prompt-classification", "causal-lm",
+                               "seq2seq", "masked-lm"]
+"""The kinds of model a task head builds (`TaskHead.model_kind`). `prompt-classification`: a classifier that scores
+label words with a language model's own LM head (the built-in `xft_verbalizer`)."""
 
 
 # --------------------------------------------------------------------------------------------- strategy
@@ -75,6 +78,12 @@ class Strategy(Protocol):
         `adapter` active, its change folded into the weights (`xft export --to merged`). `model` is consumed: it
         may be changed in place, and other attached adapters are dropped. `language` as in `activate`. A strategy
         whose change is not a weight change (a soft prompt) raises NotImplementedError saying why."""
+
+    def leftovers(self, model: Any) -> list[str]:
+        """What of this strategy's own machinery is still in `model` (module names, attributes), so an empty list
+        for the plain model that `merge` must return: `xft export --to merged` asks after merging and refuses a
+        model with leftovers, naming them. Optional: a strategy without it (its `merge` returns the model it was
+        given, as `full` does) is not asked."""
 
 
 # -------------------------------------------------------------------------------------------- task head

@@ -1,8 +1,10 @@
 """xft-ia3: an xft plugin adding the strategy `ia3`, the sampler `curriculum` and the transfer-suite recipe `ia3-verbalizer`.
 
 Registered under the entry-point group "xft" as `xft_ia3` (pyproject.toml), so `pip install xft-ia3` is all it
-takes; `XFT_BLOCK_PLUGINS=xft_ia3` turns it off. Like xft's built-in plugins it imports only `xft_core.hooks`
-(and could use `xft_core.util`); torch and peft are imported inside the functions that need them.
+takes; `XFT_BLOCK_PLUGINS=xft_ia3` turns it off. Like xft's built-in plugins it imports only `xft_core.hooks` (and
+could use `xft_core.util`) and `xft_peft`, the peft support that ships with xft (wrapping a model, the all-or-nothing
+attach, the exact load, peft's files): the strategy writes only what is IA3's own. torch and peft are imported inside
+the functions that need them.
 """
 
 from __future__ import annotations

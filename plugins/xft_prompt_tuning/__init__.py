@@ -11,6 +11,9 @@ What peft cannot do here, and what the strategy does instead:
 - `disable_adapter` for prompt learning assumes a generation model and would leave a trained head on: `base_only`
   runs the base model's own forward with every head copy switched back to the original;
 - a soft prompt adds tokens, it does not change weights, so it has no interpolation toward the base (`scale`).
+
+A plugin of its own (entry point `xft_prompt_tuning`): it shares no code with `xft_lora`, only peft's files
+through `xft_peft`.
 """
 
 from __future__ import annotations
@@ -21,11 +24,8 @@ from pathlib import Path
 from typing import Any, ContextManager, Iterator, Sequence
 
 from xft_core.hooks import RecipeSpec, RecipeTask, StrategySpec, TaskHead, hookimpl
-from xft_lora.strategy import save_peft_files
+from xft_peft import CONFIG, DEFAULT, WEIGHTS, save_peft_files
 
-DEFAULT = "default"  # peft's adapter name for a single set of weights
-WEIGHTS = "adapter_model.safetensors"
-CONFIG = "adapter_config.json"
 PROMPT_KEY = "prompt_embeddings"  # peft's key for the soft prompt in adapter_model.safetensors
 TASK_TYPES = {  # xft head kinds -> peft TaskType names
     "prompt-classification": "SEQ_CLS",
