@@ -20,6 +20,7 @@ from xft_core.hooks import manager as xft_plugins
 from xft_core.hooks.descriptors import TaskHeadSpec
 from xft_core.hooks.manager import PluginError, get_spec, make_plugin_manager
 from xft_core.hooks.spec import hookimpl
+from xft_core.util.errors import UserError
 
 ROWS = [{"text": "good phone", "label": "pos"}, {"text": "bad lamp", "label": "neg"}]
 
@@ -199,12 +200,35 @@ def test_plugin_build_error_through_the_cli_is_one_error(tmp_path, cli_pm, capsy
 
 @pytest.mark.parametrize("error", [ValueError, RuntimeError])
 def test_error_raised_by_a_plugin_object_names_the_plugin(tmp_path, cli_pm, capsys, error):
+    """A ValueError a plugin raises itself rejects a value (exit 2); a RuntimeError is a bug in that plugin (exit 1)."""
     cli_pm.register(Broken("fit_labels", error), name="broken-plugin")
     cli_pm.distributions["broken-plugin"] = ("xft-broken", "1.2.0")
     code, err = run(capsys, "train", write_config(tmp_path, ROWS, task="broken"))
     line = one_error_line(err)
-    assert code == 2 and "plugin 'broken-plugin' (xft-broken 1.2.0)" in line
+    assert "plugin 'broken-plugin' (xft-broken 1.2.0)" in line
     assert f"{error.__name__}: the labels could not be fitted" in line and "XFT_DEBUG=1" in line
+    if error is ValueError:
+        assert code == 2 and "internal error" not in line
+    else:
+        assert code == 1 and "internal error" in line and "a bug in that plugin" in line and "report" in line
+
+
+def test_value_error_of_a_library_call_inside_a_plugin_is_a_bug_of_that_plugin(tmp_path, cli_pm, capsys):
+    """Only a `raise` in the plugin's own code reads as "fix your input"; `int('x')` failing there is a bug."""
+    cli_pm.register(Broken("fit_labels", lambda message: int(message)), name="broken-plugin")
+    code, err = run(capsys, "train", write_config(tmp_path, ROWS, task="broken"))
+    line = one_error_line(err)
+    assert code == 1 and "internal error, ValueError" in line and "plugin 'broken-plugin'" in line
+
+
+def test_a_plugin_calling_sys_exit_is_an_error_naming_it(tmp_path, cli_pm, capsys):
+    """SystemExit(0) from a plugin used to end `xft train` silently with exit 0."""
+    cli_pm.register(Broken("fit_labels", lambda message: SystemExit(0)), name="broken-plugin")
+    cli_pm.distributions["broken-plugin"] = ("xft-broken", "1.2.0")
+    code, err = run(capsys, "train", write_config(tmp_path, ROWS, task="broken"))
+    line = one_error_line(err)
+    assert code == 1 and "plugin 'broken-plugin' (xft-broken 1.2.0)" in line and "SystemExit" in line
+    assert "xft train" in line
 
 
 def test_entry_point_that_fails_to_import_is_one_error(monkeypatch, capsys):
@@ -245,11 +269,33 @@ def crash_in_data_loading(monkeypatch, error: Exception) -> None:
     monkeypatch.setattr(prepare, "dataset_from_config", crash)
 
 
-def test_value_error_from_xft_is_one_error_with_the_debug_hint(tmp_path, cli_pm, capsys, monkeypatch):
-    crash_in_data_loading(monkeypatch, ValueError("a value xft could not use"))
+@pytest.mark.parametrize("error", [ValueError("a value xft could not use"), RuntimeError("a value xft could not use")])
+def test_value_and_runtime_errors_of_xft_itself_are_bugs_not_user_errors(tmp_path, cli_pm, capsys, monkeypatch, error):
+    """Only errors raised for the user (UserError: config, data, package, plugin) exit 2; a ValueError or
+    RuntimeError out of xft's own code is a bug, reported as one."""
+    crash_in_data_loading(monkeypatch, error)
     code, err = run(capsys, "train", write_config(tmp_path, ROWS))
     line = one_error_line(err)
-    assert code == 2 and "ValueError: a value xft could not use" in line and "XFT_DEBUG=1" in line
+    assert code == 1 and f"internal error, {type(error).__name__}: a value xft could not use" in line
+    assert "a bug in xft" in line and "report" in line and "XFT_DEBUG=1" in line
+
+
+@pytest.mark.parametrize("error", [ConfigError("key x: bad"), UserError("the value of x: bad"), FileNotFoundError("x: gone")])
+def test_errors_raised_for_the_user_exit_2(tmp_path, cli_pm, capsys, monkeypatch, error):
+    crash_in_data_loading(monkeypatch, error)
+    code, err = run(capsys, "train", write_config(tmp_path, ROWS))
+    line = one_error_line(err)
+    assert code == 2 and str(error) in line and "internal error" not in line
+
+
+def test_out_of_memory_says_so_and_what_to_lower(tmp_path, cli_pm, capsys, monkeypatch):
+    import torch
+
+    crash_in_data_loading(monkeypatch, torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    code, err = run(capsys, "train", write_config(tmp_path, ROWS))
+    line = one_error_line(err)
+    assert code == 1 and line.startswith("error: out of memory") and "batch_size" in line
+    assert "internal error" not in line
 
 
 def test_internal_error_is_one_line_asking_to_report_it(tmp_path, cli_pm, capsys, monkeypatch):
@@ -267,7 +313,7 @@ def test_xft_debug_shows_the_traceback(tmp_path, cli_pm, capsys, monkeypatch):
 
 
 def test_error_text_with_markup_brackets_is_printed_as_is(tmp_path, cli_pm, capsys, monkeypatch):
-    crash_in_data_loading(monkeypatch, ValueError("labels [bold] and [/] stay"))
+    crash_in_data_loading(monkeypatch, UserError("labels [bold] and [/] stay"))
     code, err = run(capsys, "train", write_config(tmp_path, ROWS))
     assert code == 2 and "labels [bold] and [/] stay" in one_error_line(err)
 

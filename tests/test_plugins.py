@@ -259,3 +259,25 @@ def test_every_built_in_task_head_declares_a_model_kind_of_the_api():
         declared[name] = head.model_kind
     assert {"sequence-classification", "prompt-classification", "token-classification"} <= set(declared.values())
     assert not {name: kind for name, kind in declared.items() if kind not in kinds}, declared
+
+
+def test_duplicate_command_hint_names_the_third_party_plugin_not_xft_train(monkeypatch, capsys):
+    """A third-party plugin loads (as an entry point) before xft's own commands register; blocking the newcomer
+    would block `xft_core.cli.train` and hand `xft train` to the plugin. The hint names the third party."""
+    from xft_core.cli.main import main
+    from xft_core.hooks import CommandSpec
+    from xft_core.hooks import manager as xft_plugins
+
+    class ThirdParty:
+        @hookimpl
+        def xft_commands(self):
+            yield CommandSpec(name="train", register=lambda sub: None, description="my own train")
+
+    fresh = xft_plugins.make_plugin_manager(autoload=False)
+    fresh.register(ThirdParty(), name="xft-mytrain")
+    fresh.distributions["xft-mytrain"] = ("xft-mytrain", "0.1")
+    monkeypatch.setattr(xft_plugins, "_default", fresh)
+    assert main(["plugins"]) == 2
+    line = capsys.readouterr().err
+    assert "Duplicate command name 'train'" in line and "XFT_BLOCK_PLUGINS=xft-mytrain" in line
+    assert "XFT_BLOCK_PLUGINS=xft_core.cli.train" not in line

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from xft_core.util.errors import UserError
 from xft_core.util.fingerprint import base_fingerprint
 
 __all__ = ["MANIFEST", "AdapterError", "Manifest", "base_fingerprint"]
@@ -14,7 +15,7 @@ __all__ = ["MANIFEST", "AdapterError", "Manifest", "base_fingerprint"]
 MANIFEST = "xft.json"
 
 
-class AdapterError(ValueError):
+class AdapterError(UserError):
     """An adapter package is missing, malformed, or does not fit the base model."""
 
 

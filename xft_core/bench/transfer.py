@@ -21,6 +21,7 @@ from xft_core.bench.recipes import baseline_of, check_recipe, installed_recipes,
 from xft_core.bench.report import markdown, summarise
 from xft_core.bench.tasks import TASKS, SuiteTask, task_data
 from xft_core.hooks import RecipeSpec
+from xft_core.util.errors import UserError
 from xft_core.util.files import atomic_write_json, atomic_write_text
 
 __all__ = ["Suite", "markdown", "run_suite"]
@@ -57,13 +58,13 @@ class Suite:
         recipes = self.installed()
         unknown = [t for t in self.tasks if t not in TASKS] + [r for r in self.recipes if r not in recipes]
         if unknown:
-            raise ValueError(f"unknown task or recipe: {', '.join(unknown)}. Tasks: {', '.join(TASKS)}; "
+            raise UserError(f"unknown task or recipe: {', '.join(unknown)}. Tasks: {', '.join(TASKS)}; "
                              f"recipes: {', '.join(recipes)} (`xft bench transfer --list` describes them)")
         for name in self.recipes:
             check_recipe(recipes[name], recipes)
             parent = recipes[name].derived_from
             if parent and parent not in self.recipes:
-                raise ValueError(f"recipe '{name}' evaluates the adapters of '{parent}': add it to the recipes")
+                raise UserError(f"recipe '{name}' evaluates the adapters of '{parent}': add it to the recipes")
         return recipes
 
     def steps_for(self, task: SuiteTask) -> int:
@@ -117,7 +118,7 @@ def _check_budget(suite: Suite, task: SuiteTask, finished: list[dict[str, Any]],
     other = sorted({(r.get("steps"), r.get("batch_size")) for r in finished} - {asked}, key=str)
     if other:
         held = ", ".join(f"{steps} steps of batch {batch}" for steps, batch in other)
-        raise ValueError(f"{log} holds {task.name} runs of {held}; this suite asks for {asked[0]} steps of batch "
+        raise UserError(f"{log} holds {task.name} runs of {held}; this suite asks for {asked[0]} steps of batch "
                          f"{asked[1]}. Give another --out, or the same --steps and --batch-size")
 
 

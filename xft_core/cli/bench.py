@@ -73,11 +73,14 @@ def cmd_transfer(args: argparse.Namespace) -> int:
                   data_root=args.data, model=args.model, steps=args.steps, batch_size=args.batch_size,
                   eval_rows=args.eval_rows, source_eval_rows=args.source_eval_rows, unlabelled_rows=args.unlabelled_rows,
                   language_adapter_steps=args.language_adapter_steps, progress=not args.no_progress)
-    if args.quick:
-        from xft_core.bench.quick import quick_suite
+    from xft_core.util.lock import hold_folder
 
-        suite = quick_suite(suite)
-    report = run_suite(suite)
+    with hold_folder(suite.out, "xft bench transfer"):  # a second suite on this folder stops here, naming this one
+        if args.quick:
+            from xft_core.bench.quick import quick_suite
+
+            suite = quick_suite(suite)
+        report = run_suite(suite)
     console().print(markdown(report), highlight=False, soft_wrap=True, markup=False)
     console().print(f"report: {args.out / 'transfer.md'}, {args.out / 'transfer.json'}", highlight=False)
     return 0

@@ -36,9 +36,11 @@ def register(subparsers: Any) -> None:
 def cmd_export(args: argparse.Namespace) -> int:
     from xft_core.export import export
     from xft_core.util.console import console as make_console
+    from xft_core.util.lock import hold_folder
 
-    exported = export(args.source, args.out, to=args.to, adapter=args.adapter, language=args.language,
-                      max_length=args.max_length)
+    with hold_folder(args.out, "xft export"):
+        exported = export(args.source, args.out, to=args.to, adapter=args.adapter, language=args.language,
+                          max_length=args.max_length)
     info = exported.info
     console = make_console()
     console.print(f"exported {info['source_package']} --to {exported.to}: {exported.path}", highlight=False, soft_wrap=True)

@@ -21,7 +21,11 @@ from xft_core.config.load import ConfigWarning
 from xft_core.data.readers import DataWarning
 from xft_core.hooks.manager import PluginError
 from xft_core.util.console import console, print_error
+from xft_core.util.lock import StaleLockWarning
 from xft_core.version import __version__
+
+# warnings printed as `warning:` lines (others keep Python's format)
+WARNINGS = (DataWarning, ConfigWarning, StaleLockWarning)
 
 CORE_COMMANDS = (
     "xft_core.cli.train",
@@ -64,15 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command. Errors the user can fix print one `error:` line (never wrapped at the terminal width) and
-    exit 2; a bug prints one line asking to report it and exits 1; XFT_DEBUG=1 adds the traceback. Data and config
-    warnings print as `warning:` lines."""
+    exit 2; a bug prints one line asking to report it and exits 1; XFT_DEBUG=1 adds the traceback. xft's own
+    warnings (data, config, a taken-over lock, ...) print as `warning:` lines."""
     with warnings.catch_warnings():
-        for category in (DataWarning, ConfigWarning):
+        for category in WARNINGS:
             warnings.simplefilter("default", category)
         shown = warnings.showwarning
 
         def show(message: Warning | str, category: type[Warning], *rest: Any, **kwargs: Any) -> None:
-            if issubclass(category, (DataWarning, ConfigWarning)):
+            if issubclass(category, WARNINGS):
                 print_warning(str(message))
             else:
                 shown(message, category, *rest, **kwargs)
@@ -91,32 +95,72 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             console(stderr=True).print("[yellow]interrupted[/]: the last complete checkpoint is intact; continue with --resume")
             return 130
+        except SystemExit as exc:
+            return report_exit(exc, args.command)
         except Exception as exc:
             return report(exc)
 
 
 def report(exc: BaseException) -> int:
-    """Print one error line for `exc` and return the exit status: 2 for what the user can fix, 1 for a bug."""
-    from xft_core.adapters import AdapterError
-    from xft_core.config import ConfigError
-    from xft_core.data import DataError
+    """Print one error line for `exc` and return the exit status.
+
+    2: an error raised for the user (`UserError`: config, data, package, plugin choice, a held folder; an
+    `OSError`: a missing file, a full disk), or a `ValueError` a plugin raises itself (the way plugins reject
+    their options and inputs). 1: anything else, a bug in xft or in the plugin named, with a request to report it;
+    out of memory says so and what to lower."""
+    from xft_core.util.errors import UserError
 
     debug = os.environ.get("XFT_DEBUG", "") not in ("", "0", "false")
     if debug:
         traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
     hint = "" if debug else " (rerun with XFT_DEBUG=1 for the traceback)"
-    if isinstance(exc, (ConfigError, DataError, PluginError, AdapterError, OSError)):
+    if isinstance(exc, (UserError, OSError)):
         print_error(_printable(str(exc)))
         return 2
     plugin = _plugin_of(exc)
-    if isinstance(exc, (ValueError, RuntimeError)):
-        where = f"{plugin} raised " if plugin else ""
-        print_error(_printable(f"{where}{type(exc).__name__}: {exc}{hint}"))
+    if _out_of_memory(exc):
+        where = f" in {plugin}" if plugin else ""
+        print_error(_printable(f"out of memory{where} ({type(exc).__name__}: {exc}). Lower the batch size "
+                               f"(training.batch_size, --batch-size) or max_length, or use a smaller model{hint}"))
+        return 1
+    if plugin and isinstance(exc, ValueError) and _raised_by_statement(exc):
+        print_error(_printable(f"{plugin} raised {type(exc).__name__}: {exc}{hint}"))
         return 2
     owner = f"{plugin}, a bug in that plugin" if plugin else "a bug in xft"
     print_error(_printable(f"internal error, {type(exc).__name__}: {exc} ({owner}). Please report it"
                            + (" with the traceback above" if debug else ", with the traceback that XFT_DEBUG=1 prints")))
     return 1
+
+
+def report_exit(exc: SystemExit, command: str) -> int:
+    """A command's code called sys.exit: xft's commands return their status, so it came from a plugin (or a
+    library) and would end `xft` with no word; say who, exit 1."""
+    plugin = _plugin_of(exc)
+    who = plugin or "code xft called"
+    print_error(_printable(f"{who} ended the process with SystemExit({exc.code!r}) during `xft {command}`, so the "
+                           f"command did not finish. Please report it to {'that plugin' if plugin else 'xft'}"))
+    return 1
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    if isinstance(exc, MemoryError):
+        return True
+    oom = getattr(sys.modules.get("torch"), "OutOfMemoryError", None)
+    return (oom is not None and isinstance(exc, oom)) or (isinstance(exc, RuntimeError) and "out of memory" in str(exc))
+
+
+def _raised_by_statement(exc: BaseException) -> bool:
+    """True when the innermost frame raised `exc` with a `raise` statement (a plugin rejecting a value), not a
+    builtin or library call failing on the line."""
+    import linecache
+
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    line = linecache.getline(tb.tb_frame.f_code.co_filename, tb.tb_lineno).strip()
+    return line.startswith("raise ")
 
 
 def print_warning(message: str) -> None:

@@ -27,10 +27,13 @@ def register(subparsers: Any) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from xft_core.config import parse_overrides
+    from xft_core.config import load_config, parse_overrides
     from xft_core.training import train
+    from xft_core.util.lock import hold_folder
 
-    run = train(args.config, overrides=parse_overrides(args.set), resume=args.resume, progress=not args.no_progress)
+    config = load_config(args.config, parse_overrides(args.set))
+    with hold_folder(config.run_dir, "xft train"):  # a second `xft train` on this folder stops here, naming this one
+        run = train(config, resume=args.resume, progress=not args.no_progress)
     if not run.accelerator.is_main_process:
         return 0
     out = console()

@@ -11,8 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from xft_core.util.errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError):
     """A config file, key or value is wrong; the message says where and what is valid."""
 
 

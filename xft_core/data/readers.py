@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
+from xft_core.util.errors import UserError
+
 EXTENSIONS = ("jsonl", "json", "csv", "tsv", "txt")  # txt: one text a line (unlabelled text), field "text"
 _EXT = r"(?P<ext>(?i:jsonl|json|csv|tsv|txt))"  # the extension in any case: de.train.JSONL is read like de.train.jsonl
 _NAME = re.compile(rf"^(?P<lang>[^.]+)\.(?P<split>[^.]+)\.{_EXT}$")
@@ -30,7 +32,7 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 _BAD_NAME = re.compile(r"[\s/\\:*?\"<>|\x00-\x1f\x7f]|^\.")  # language and split names become folder names
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """Malformed data; the message names the file and line."""
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from xft_core.hooks.protocols import LanguageSampler, Strategy, TaskHead
+from xft_core.util.errors import UserError
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,7 +65,7 @@ class ModelSourceSpec:
     priority: int = 0
 
 
-class DataSourceError(ValueError):
+class DataSourceError(UserError):
     """Data a source recognised but cannot read (a missing column, an unknown split, a dataset not in the cache). The
     engine shows it as a data error with the message unchanged: name the file or id and the valid choices."""
 

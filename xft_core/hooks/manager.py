@@ -18,11 +18,12 @@ import pluggy
 
 from xft_core.hooks import spec as hookspecs
 from xft_core.hooks.descriptors import KINDS, SINGULAR
+from xft_core.util.errors import UserError
 
 ENTRY_POINT_GROUP = "xft"
 
 
-class PluginError(Exception):
+class PluginError(UserError):
     """A plugin could not be found, loaded or combined."""
 
 
@@ -101,13 +102,22 @@ def collect(pm: pluggy.PluginManager, kind: str) -> dict[str, Provided]:
                                   f"expected {KINDS[kind].__name__}")
             if spec.name in found:
                 other = found[spec.name].plugin
+                blockable = other if _is_xft(pm, plugin_name) and not _is_xft(pm, other) else plugin_name
                 raise PluginConflictError(
                     f"Duplicate {SINGULAR[kind]} name '{spec.name}': provided by plugin '{other}' "
                     f"({_dist_label(pm, other)}) and by plugin '{plugin_name}' ({_dist_label(pm, plugin_name)}). "
-                    f"Uninstall one, or block it with XFT_BLOCK_PLUGINS={plugin_name}."
+                    f"Uninstall one, or block it with XFT_BLOCK_PLUGINS={blockable}."
                 )
             found[spec.name] = Provided(_guarded(pm, kind, spec, plugin_name), plugin_name)
     return found
+
+
+def _is_xft(pm: pluggy.PluginManager, plugin_name: str) -> bool:
+    """xft's own plugin (a command module of xft_core, or a built-in of the xft distribution): the hint to
+    resolve a clash names the other one, so that blocking it does not hand xft's name to a third party."""
+    plugin = pm.get_plugin(plugin_name)
+    module = plugin.__name__ if isinstance(plugin, types.ModuleType) else type(plugin).__module__
+    return module.split(".")[0] == "xft_core" or plugin_distribution(pm, plugin_name)[0] == "xft"
 
 
 def _guarded(pm: pluggy.PluginManager, kind: str, spec: Any, plugin_name: str) -> Any:

@@ -10,6 +10,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from xft_core.util.errors import UserError
+
 
 class ProbabilitySampler:
     """Draws a language with probability `q[language]` from a seeded generator whose state is saveable."""
@@ -17,7 +19,7 @@ class ProbabilitySampler:
     def __init__(self, probabilities: Mapping[str, float], seed: int):
         total = float(sum(probabilities.values()))
         if not probabilities or total <= 0:
-            raise ValueError("a sampler needs at least one language with a positive probability")
+            raise UserError("a sampler needs at least one language with a positive probability")
         self.languages = sorted(probabilities)
         self._q = np.array([probabilities[k] / total for k in self.languages], dtype=np.float64)
         self._rng = np.random.default_rng(seed)
@@ -50,5 +52,5 @@ def proportions(sizes: Mapping[str, int]) -> dict[str, float]:
     """p_k = n_k / sum(n); languages with no examples are dropped."""
     total = sum(n for n in sizes.values() if n > 0)
     if total <= 0:
-        raise ValueError("no training examples in any language")
+        raise UserError("no training examples in any language")
     return {k: n / total for k, n in sizes.items() if n > 0}

@@ -47,6 +47,7 @@ from xft_core.inference.packages import (
     routes_for,
     staged,
 )
+from xft_core.util.errors import UserError
 from xft_core.util.precision import adapter_scales, resolve_precision
 
 BASE = BASE_ADAPTER  # per-row adapter name for "the bare base model"
@@ -71,7 +72,7 @@ class Router(Forwarding):
         from xft_core.hooks.manager import get_plugin_manager
 
         if capacity < 1:
-            raise ValueError(f"capacity must be at least 1, got {capacity}")
+            raise UserError(f"capacity must be at least 1, got {capacity}")
         if isinstance(base_package_or_model, Base):
             self.base = base_package_or_model
         else:
@@ -270,7 +271,7 @@ class Router(Forwarding):
             return [value] * n
         value = list(value)
         if len(value) != n:
-            raise ValueError(f"{what}: got {len(value)} values for {n} texts")
+            raise UserError(f"{what}: got {len(value)} values for {n} texts")
         return value
 
     def _package(self, name: str) -> Package:

@@ -27,6 +27,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from xft_core.util.errors import UserError
+
 TOKEN_ENV = "XFT_ADMIN_TOKEN"
 MIN_TOKEN_CHARS = 16
 PROXY_HEADERS = ("forwarded", "x-forwarded-for", "x-forwarded-host", "x-real-ip")
@@ -62,7 +64,7 @@ def _digest(secret: bytes) -> bytes:
 class AdminAccess:
     def __init__(self, token: str | None = None, *, trust_loopback: bool = False, roots: Sequence[str | Path] = ()):
         if token is not None and len(token) < MIN_TOKEN_CHARS:
-            raise ValueError(f"the admin token has {len(token)} characters; use at least {MIN_TOKEN_CHARS}, e.g. "
+            raise UserError(f"the admin token has {len(token)} characters; use at least {MIN_TOKEN_CHARS}, e.g. "
                              "python -c 'import secrets; print(secrets.token_urlsafe(32))'")
         self._token = _digest(token.encode("utf-8")) if token else None
         self.trust_loopback = trust_loopback

@@ -17,6 +17,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from xft_core.util.errors import UserError
 from xft_core.util.files import atomic_folder, atomic_write_json
 
 STATE_KEYS = ("step", "scheduler", "sampler", "streams", "python_random", "numpy_random")
@@ -124,7 +125,7 @@ def restore_trainable(run: Any, path: Path, weights: Mapping[str, Any] | None = 
     params = dict(run.accelerator.unwrap_model(run.model).named_parameters())
     missing = [n for n, p in params.items() if p.requires_grad and n not in weights]
     if missing:
-        raise RuntimeError(f"{path}: checkpoint does not match this run's trainable parameters (missing {missing[0]})")
+        raise UserError(f"{path}: checkpoint does not match this run's trainable parameters (missing {missing[0]})")
     with torch.no_grad():
         for name, tensor in weights.items():
             params[name].copy_(tensor)

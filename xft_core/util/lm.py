@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from xft_core.util.errors import UserError
+
 
 def load_with_lm_head(model_path: str | Path, *, masked: bool, who: str, why: str, hint: str = "") -> Any:
     """The model in `model_path` as a masked LM (encoders) or causal LM (decoders), refusing a checkpoint whose LM
@@ -16,6 +18,6 @@ def load_with_lm_head(model_path: str | Path, *, masked: bool, who: str, why: st
     model, info = auto.from_pretrained(model_path, output_loading_info=True)
     missing = [k for k in info.get("missing_keys", []) if not k.startswith(model.base_model_prefix + ".")]
     if missing:
-        raise ValueError(f"{who}: {model_path} has no trained {'masked-' if masked else ''}LM head (missing "
+        raise UserError(f"{who}: {model_path} has no trained {'masked-' if masked else ''}LM head (missing "
                          f"{', '.join(sorted(missing)[:3])}); {why}. Use a checkpoint saved with its LM head{hint}.")
     return model

@@ -8,6 +8,8 @@ from __future__ import annotations
 import contextlib
 from typing import Any, ContextManager, Mapping
 
+from xft_core.util.errors import UserError
+
 
 def resolve_precision(setting: str, device: Any = None) -> str:
     """'auto' is bf16 on CPUs with native bf16 dot products and on GPUs that support it (fp16 on older GPUs),
@@ -65,7 +67,7 @@ def adapter_scales(scale: float | Mapping[str, float] | None) -> dict[str, float
     scales = {"*": float(scale)} if isinstance(scale, (int, float)) else {str(k): float(v) for k, v in scale.items()}
     bad = {k: v for k, v in scales.items() if not 0.0 <= v <= 1.0}
     if bad:
-        raise ValueError(f"adapter scale must be between 0 (the base model) and 1 (the adapter as trained): {bad}")
+        raise UserError(f"adapter scale must be between 0 (the base model) and 1 (the adapter as trained): {bad}")
     return scales
 
 

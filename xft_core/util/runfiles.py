@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from xft_core.util.errors import UserError
 from xft_core.util.files import atomic_write_text
 
 CONFIG = "config.yaml"
@@ -76,7 +77,7 @@ def read_metrics_log(path: Path, *, up_to_step: int | None = None) -> list[dict[
         except ValueError:
             if number == len(lines):
                 break
-            raise ValueError(f"{path} line {number}: not valid JSON") from None
+            raise UserError(f"{path} line {number}: not valid JSON") from None
         if up_to_step is None or int(record.get("step", 0)) <= up_to_step:
             records.append(record)
     return records
