@@ -304,6 +304,17 @@ def test_xft_eval_on_a_run_folder_writes_the_reports(runs, capsys):
     assert [r["label"] for r in saved["rows"]] == ["en (zero-shot)"] and saved["languages"] == LANGUAGES
 
 
+def test_xft_eval_json_prints_the_matrix_on_stdout(runs, data, tmp_path, capsys):
+    from xft_core.cli.main import main
+
+    code = main(["eval", str(runs["en-lora"]), "--data", str(data), "--split", "dev", "--max-examples", "4",
+                 "--out", str(tmp_path / "r"), "--no-progress", "--json"])
+    assert code == 0, capsys.readouterr().err
+    printed = json.loads(capsys.readouterr().out)  # stdout is JSON and nothing else
+    assert printed["rows"] == json.loads((tmp_path / "r" / "transfer.json").read_text())["rows"]
+    assert printed["reports"]["json"] == str(tmp_path / "r" / "transfer.json")
+
+
 def test_xft_eval_options_and_errors(runs, data, tmp_path, capsys):
     from xft_core.cli.main import main
 

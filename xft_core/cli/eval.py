@@ -38,10 +38,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
                       include_base=args.base, each_adapter=args.each_adapter, max_examples=args.max_examples,
                       batch_size=args.batch_size, max_length=args.max_length, device=args.device, precision=args.precision,
                       progress=not args.no_progress, scale=parse_scale(args.scale), calibrated=not args.no_calibration)
+    if args.json:
+        import json
+        import sys
+
+        sys.stdout.write(json.dumps({**result.matrix.to_dict(), "reports": {k: str(p) for k, p in result.paths.items()}},
+                                    ensure_ascii=False, indent=2) + "\n")
+        return 0
     console = make_console()
     print_table(result.matrix, console, metric=args.metric)
     for kind, path in result.paths.items():
-        console.print(f"{kind}: {path}", highlight=False)
+        console.print(f"{kind}: {path}", highlight=False, soft_wrap=True)
     return 0
 
 
@@ -73,5 +80,8 @@ def register(subparsers: Any) -> None:
                         "one number, or per language: de=0.5,*=0.8")
     p.add_argument("--no-calibration", action="store_true",
                    help="score packages raw, without the per-language label prior `xft calibrate` stored in them")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--json", action="store_true",
+                   help="print the matrix as JSON on stdout (what report/transfer.json holds, plus the report paths) "
+                        "instead of the table")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_eval, base="auto")

@@ -45,17 +45,49 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=cmd_predict)
 
 
+class InputError(AdapterError):
+    """Texts given to `xft predict` that are not text (bytes that are not UTF-8, a lone surrogate)."""
+
+
 def read_inputs(texts: list[str], file: Path | None, stdin: TextIO | None) -> list[dict[str, Any]]:
-    """Rows {"text", "language"?} from arguments, a file or stdin (JSON Lines when the first line is an object)."""
+    """Rows {"text", "language"?} from arguments, a file or stdin (JSON Lines when the first line is an object).
+    Each text must be Unicode: bytes that are not UTF-8 (also in an argument, where Python keeps them as lone
+    surrogates) are an error naming the argument or the file and line."""
     if texts:
+        for number, text in enumerate(texts, 1):
+            check_text(text, f"text argument {number}", argument=True)
         return [{"text": t} for t in texts]
     if file is not None:
         if not file.is_file():
             raise FileNotFoundError(f"--file {file}: no such file")
-        return parse_lines(file.read_text(encoding="utf-8").splitlines(), str(file))
+        return parse_lines(decode_lines(file.read_bytes(), f"--file {file}"), f"--file {file}")
     if stdin is not None and not stdin.isatty():
-        return parse_lines(stdin.read().splitlines(), "stdin")
+        raw = stdin.buffer.read() if hasattr(stdin, "buffer") else stdin.read().encode("utf-8", "surrogateescape")
+        return parse_lines(decode_lines(raw, "stdin"), "stdin")
     return []
+
+
+def decode_lines(raw: bytes, source: str) -> list[str]:
+    """The lines of UTF-8 bytes (a byte-order mark is dropped); bytes that are not UTF-8 name their line."""
+    lines = raw.removeprefix(b"\xef\xbb\xbf").split(b"\n")
+    decoded = []
+    for number, line in enumerate(lines, 1):
+        try:
+            decoded.append(line.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{source} line {number}: not UTF-8 (byte 0x{line[exc.start]:02x} at byte {exc.start + 1} "
+                             "of the line); save the texts as UTF-8") from None
+    return decoded
+
+
+def check_text(text: str, where: str, *, argument: bool = False) -> None:
+    """A lone surrogate is no character: from an argument it is a byte that is not UTF-8, from JSON a broken \\u
+    escape."""
+    for position, char in enumerate(text):
+        if "\ud800" <= char <= "\udfff":
+            what = (f"byte 0x{ord(char) - 0xDC00:02x} that is not UTF-8" if argument and "\udc80" <= char <= "\udcff"
+                    else f"a lone UTF-16 surrogate (\\u{ord(char):04x})")
+            raise InputError(f"{where}: {what} at character {position + 1}, which is not text; give UTF-8 text")
 
 
 def parse_lines(lines: Iterable[str], source: str) -> list[dict[str, Any]]:
@@ -67,10 +99,15 @@ def parse_lines(lines: Iterable[str], source: str) -> list[dict[str, Any]]:
         try:
             row = json.loads(line)
         except ValueError as exc:
-            raise AdapterError(f"{source} line {number}: not valid JSON ({exc.msg}); "
-                               "JSON Lines input needs one object per line") from None
+            raise InputError(f"{source} line {number}: not valid JSON ({getattr(exc, 'msg', exc)}); "
+                             "JSON Lines input needs one object per line") from None
         if not isinstance(row, dict) or not isinstance(row.get("text"), str):
-            raise AdapterError(f'{source} line {number}: needs a "text" field holding a string')
+            raise InputError(f'{source} line {number}: needs a "text" field holding a string')
+        if row.get("language") is not None and not isinstance(row["language"], str):
+            raise InputError(f'{source} line {number}: "language" must be a language code (a string) or left out')
+        for key, value in row.items():
+            if isinstance(value, str):
+                check_text(value, f"{source} line {number}, field {key!r}")
         rows.append(row)
     return rows
 
@@ -79,6 +116,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from xft_core.inference.router import Router, find_packages
 
     find_packages(args.path)  # a wrong path fails before the model loads
+    check_text(args.language, "--language", argument=True)
     rows = read_inputs(args.texts, args.file, sys.stdin)
     if not rows:
         print("error: no texts: give them as arguments, with --file, or on stdin", file=sys.stderr)

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from xft_core.hooks import CommandSpec, hookimpl
-from xft_core.util.console import console
+from xft_core.util.console import console, print_line
 
 
 @hookimpl
@@ -37,8 +37,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not run.accelerator.is_main_process:
         return 0
     out = console()
-    table = Table(title=f"xft run '{run.config.name}': {run.step} steps, {run.examples_per_second:.1f} examples/s, "
-                        f"{run.wall_seconds:.0f} s")
+    # the title as its own line: a table title wraps at the table's width, which cut it mid-path in logs
+    print_line(out, f"xft run '{run.config.name}': {run.step} steps, {run.examples_per_second:.1f} examples/s, "
+                    f"{run.wall_seconds:.0f} s")
+    table = Table()
     table.add_column("language")
     names = list(run.head.metric_names)
     for name in names:
@@ -53,6 +55,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
     out.print(table)
     for name, folder in run.adapter_dirs.items():
-        out.print(f"adapter [bold]{name}[/]: {folder}")
-    out.print(f"run folder: {run.paths.root}")
+        print_line(out, f"adapter {name}: {folder}")
+    print_line(out, f"run folder: {run.paths.root}")
     return 0
