@@ -164,7 +164,7 @@ class TokenClassification:
             self.fallback_tag = "O" if "O" in self.labels else max(self.labels, key=lambda t: (counts[t], t))
 
     def label_info(self) -> dict[str, Any]:
-        return {"labels": list(self.labels), "fallback_tag": self._fallback()}
+        return {"labels": list(self.labels), "fallback_tag": self._fallback(), "scheme": self.scheme}
 
     def load_label_info(self, info: Mapping[str, Any]) -> None:
         self.labels = list(info["labels"])

@@ -117,11 +117,76 @@ def check_compatible(base: Base, folder: Path) -> Manifest:
     return manifest
 
 
-def check_init_from(folder: Path, model_path: Path) -> Manifest:
-    """A training run's `init_from` package was trained on the run's base model (`model_path`)."""
-    manifest = Manifest.read(Path(folder))
-    check_base(Path(folder), manifest, base_fingerprint(model_path), str(model_path), key="init_from")
-    return manifest
+def check_init_from(folder: Path, model_path: Path, *, task: str = "", label_info: Mapping[str, Any] | None = None
+                    ) -> dict[str, Any]:
+    """A training run's `init_from` package fits the run before any weights load: trained on the run's base model
+    (`model_path`), for the same task (`task`), with the same labels in the same order and the same label details
+    (`label_info`, what the run's head records: a tagging scheme, a fallback tag). Returns what the new manifest
+    records of it: its path and the sha256 of its files."""
+    folder = Path(folder)
+    manifest = Manifest.read(folder)
+    check_base(folder, manifest, base_fingerprint(model_path), str(model_path), key="init_from")
+    where = f"init_from {folder}"
+    theirs_task = manifest.data.get("task")
+    if task and theirs_task != task:
+        raise AdapterError(f"{where}: a package of task {_shown(theirs_task)}; this run trains '{task}'. Start from a "
+                           f"'{task}' package of this base model, or leave init_from empty")
+    for key, ours in (label_info or {}).items():
+        if key not in manifest.data and key != "labels":
+            continue  # a detail an older package does not record
+        theirs = manifest.data.get(key)
+        if theirs == ours:
+            continue
+        if key == "labels" and isinstance(theirs, list) and isinstance(ours, list) and sorted(map(str, theirs)) == sorted(
+                map(str, ours)) and len(theirs) == len(ours):
+            raise AdapterError(f"{where}: its labels are in the order {_shown(theirs)}, this run's in the order "
+                               f"{_shown(ours)}; a label's weights would move to another label. Give the package's "
+                               f"order in task_options.labels")
+        what = "label set" if key == "labels" else key
+        raise AdapterError(f"{where}: its {what} is {_shown(theirs)}; this run's {what} is {_shown(ours)}. Starting "
+                           f"from it would carry weights trained for other labels; train from the base model, or "
+                           f"start from a package with the same {what}")
+    return {"path": str(folder.resolve()), "sha256": package_sha256(folder), "run": manifest.data.get("run"),
+            "step": manifest.data.get("step")}
+
+
+def init_weights_from(strategy: Strategy, model: Any, folder: Path, adapters: list[str]) -> None:
+    """`strategy.init_from`, with weights that do not fit the model (another architecture under a copied
+    fingerprint, a head of another size) reported as a package error instead of a raw size mismatch or KeyError."""
+    from xft_core.util.errors import UserError
+
+    try:
+        strategy.init_from(model, Path(folder), adapters)
+    except (UserError, OSError):
+        raise
+    except Exception as exc:
+        raise AdapterError(f"init_from {folder}: its weights do not fit this run's model ({type(exc).__name__}: "
+                           f"{str(exc)[:300]}); was it trained on this base model, task and strategy?") from exc
+
+
+def package_sha256(folder: Path) -> str:
+    """sha256 over every file of a package (relative path, then bytes), in path order."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+        digest.update(path.relative_to(folder).as_posix().encode("utf-8", "surrogateescape") + b"\0")
+        with path.open("rb") as handle:
+            while block := handle.read(1 << 22):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def _shown(value: Any) -> str:
+    """A manifest value for a message: labels as a list, anything else as JSON, cut short."""
+    import json
+
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        text = "[" + ", ".join(value) + "]"
+    else:
+        text = json.dumps(value, ensure_ascii=False, default=str)
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= 200 else text[:200] + "…"
 
 
 def attach(base: Base, model: Any, folder: Path, name: str) -> Any:

@@ -143,7 +143,7 @@ class RunConfig:
     strategy: str = "lora"
     strategy_options: dict[str, Any] = field(default_factory=dict)
     adapters: Literal["single", "per_language"] = "single"
-    init_from: str = ""  # per_language: start every language adapter from this saved adapter folder
+    init_from: str = ""  # start the adapters from this package (same base, task, labels and order; checked first)
     sampler: str = "temperature"
     sampler_options: dict[str, Any] = field(default_factory=dict)
     data: DataConfig

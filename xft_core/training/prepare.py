@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from xft_core.adapters import check_init_from
+from xft_core.adapters import check_init_from, init_weights_from
 from xft_core.config import ConfigError, RunConfig, build_options
 from xft_core.config.load import check_max_length
 from xft_core.data import DataError, DataSet, Split, select, validate
@@ -173,15 +173,16 @@ def prepare(config: RunConfig, *, pm: Any = None, console: Any = None) -> Run:
     set_seed(t.seed)
     model_path = resolve_model(config.model, pm)
     check_positions(config, model_path)
-    if config.init_from:  # before any weights load: an adapter of another base is refused up front
-        check_init_from(Path(config.init_from), model_path)
+    init_from = {}
+    if config.init_from:  # before any weights load: another base, task or label set is refused up front
+        init_from = check_init_from(Path(config.init_from), model_path, task=config.task, label_info=head.label_info())
     tokenizer = load_tokenizer(model_path)
     per_language = config.adapters == "per_language"
     sources = source_languages(config, data)
     adapter_names = list(train) if per_language else [single_adapter_name(sources)]
     model = strategy.apply(head.build_model(model_path, tokenizer), head, adapter_names if per_language else None)
     if config.init_from:
-        strategy.init_from(model, Path(config.init_from), adapter_names)
+        init_weights_from(strategy, model, Path(config.init_from), adapter_names)
     dtype = frozen_base_dtype(config, accelerator.mixed_precision)
     if dtype is not None:
         cast_frozen(model, dtype)
@@ -195,7 +196,7 @@ def prepare(config: RunConfig, *, pm: Any = None, console: Any = None) -> Run:
         streams={lang: LanguageStream(len(part), t.seed + i, lengths(features[lang]) if t.group_by_length else None)
                  for i, (lang, part) in enumerate(sorted(train.items()))},
         adapter_names=adapter_names, eval_languages=list(config.data.eval_languages) or list(dict.fromkeys([*train, *dev])),
-        few_shot_languages=[lang for lang in train if lang not in sources],
+        few_shot_languages=[lang for lang in train if lang not in sources], init_from=init_from,
     )
     run.trainable_parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return run

@@ -43,6 +43,7 @@ class Run:
     adapter_names: list[str]  # per_language: the languages; single: one name
     eval_languages: list[str]
     few_shot_languages: list[str] = field(default_factory=list)  # target languages with `data.few_shot` rows
+    init_from: dict[str, Any] = field(default_factory=dict)  # the package the adapters started from: path, sha256
     step: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # last dev metrics per language
