@@ -8,6 +8,7 @@ the manifest, builds the head and strategy a package names, and checks that a pa
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -15,6 +16,7 @@ from typing import Any, Mapping
 from xft_core.adapters.manifest import MANIFEST, AdapterError, Manifest, base_fingerprint
 from xft_core.hooks import Strategy, StrategySpec, TaskHead
 from xft_core.util.files import atomic_folder, atomic_write_json
+from xft_core.util.fingerprint import FingerprintWarning, weights_fingerprint
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pkl", ".pth")
 
@@ -93,6 +95,12 @@ def check_base(folder: Path, manifest: Manifest, fingerprint: str, base: str, *,
             f'"base_fingerprint": the output of python -c "from xft_core.adapters import base_fingerprint; '
             f"print(base_fingerprint('BASE_MODEL_FOLDER'))\""
         )
+    if want != fingerprint and Path(base).is_dir() and want == weights_fingerprint(Path(base)):
+        warnings.warn(FingerprintWarning(
+            f"{folder}: its base_fingerprint covers the base model's weights only (saved by an older xft), so its "
+            f"config.json and tokenizer are not checked against {base}; save the package again to record them"),
+            stacklevel=2)
+        return
     if want != fingerprint:
         raise AdapterError(
             f"{folder}: adapter was trained on a different base model{where} (fingerprint {str(want)[:12]}…, "

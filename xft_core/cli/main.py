@@ -21,11 +21,12 @@ from xft_core.config.load import ConfigWarning
 from xft_core.data.readers import DataWarning
 from xft_core.hooks.manager import PluginError
 from xft_core.util.console import console, print_error
+from xft_core.util.fingerprint import FingerprintWarning
 from xft_core.util.lock import StaleLockWarning
 from xft_core.version import __version__
 
 # warnings printed as `warning:` lines (others keep Python's format)
-WARNINGS = (DataWarning, ConfigWarning, StaleLockWarning)
+WARNINGS = (DataWarning, ConfigWarning, StaleLockWarning, FingerprintWarning)
 
 CORE_COMMANDS = (
     "xft_core.cli.train",
