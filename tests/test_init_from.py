@@ -132,3 +132,14 @@ def test_any_manifest_is_accepted_only_when_it_fits_else_an_adapter_error(packag
         return
     assert raw is None and manifest.get("task") == "sequence-classification" and manifest.get("labels") == ours["labels"]
     assert manifest.get("base_fingerprint") == base_fingerprint(model) and record["sha256"] == package_sha256(folder)
+
+
+def test_another_tagging_scheme_is_refused_and_an_older_package_without_one_is_not(package, tiny_model, tmp_path):  # noqa: F811
+    """A tagger's manifest records its scheme (label_info); plain tags read as BIO would decode other spans."""
+    tags = ["B-PER", "I-PER", "O"]
+    plain = copy_package(package, tmp_path / "plain", task="token-classification", labels=tags, scheme="plain")
+    ours = {"labels": tags, "fallback_tag": "O", "scheme": "bio"}
+    with pytest.raises(AdapterError, match="its scheme is \"plain\"; this run's scheme is \"bio\""):
+        check_init_from(plain, tiny_model("bert"), task="token-classification", label_info=ours)
+    older = copy_package(package, tmp_path / "older", task="token-classification", labels=tags)
+    assert check_init_from(older, tiny_model("bert"), task="token-classification", label_info=ours)["sha256"]

@@ -188,7 +188,7 @@ def test_tag_set_scheme_and_metrics():
     head = head_for()
     head.fit_labels([{"tokens": ["a", "b", "c"], "tags": ["B-PER", "I-PER", "O"]}])
     assert head.scheme == "bio" and head.metric_names == ("entity_f1", "token_accuracy")
-    assert head.label_info() == {"labels": ["B-PER", "I-PER", "O"], "fallback_tag": "O"}
+    assert head.label_info() == {"labels": ["B-PER", "I-PER", "O"], "fallback_tag": "O", "scheme": "bio"}
     assert 'not one of: B-PER, I-PER, O' in head.validate_row({"tokens": ["a"], "tags": ["B-LOC"]})
 
     pos = head_for()
