@@ -23,7 +23,7 @@ import sys
 import time
 from typing import Any
 
-from int8_probe import LANGUAGES, SIB, TOPICS, load_lm, probe_parser, prompts
+from common import LANGUAGES, SIB, TOPICS, load_lm, machine_line, probe_parser, prompts
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"model {folder.name}: {len(texts)} prompts in {len(LANGUAGES)} languages, {len(batches)} forwards "
           f"of shapes {', '.join(f'{r}x{c}' for r, c in shapes)}; {torch.get_num_threads()} thread(s), "
-          f"torch {torch.__version__}")
+          f"torch {torch.__version__}, precision fp32")
+    print(machine_line())
     reference, _ = scores(model)
     compiled = torch.compile(model, dynamic=True)
     got, first = scores(compiled)

@@ -20,19 +20,12 @@ embedding table and the LM head tied to it stay fp32 in every variant.
 
 from __future__ import annotations
 
-import argparse
 import copy
-import json
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-SIB = ROOT.parent / "shared" / "data" / "sib200"
-LANGUAGES = ("eng", "deu", "zho", "hin")
-TOPICS = ("science", "travel", "politics", "sports", "health", "entertainment", "geography")
+from common import LANGUAGES, SIB, TOPICS, load_lm, machine_line, probe_parser, prompts
 
 
 def int8_linear_class() -> Any:
@@ -84,46 +77,6 @@ def quantized(model: Any, activations: bool) -> Any:
     return model
 
 
-def prompts(per_language: int) -> list[str]:
-    texts = []
-    for language in LANGUAGES:
-        lines = (SIB / f"{language}.test.jsonl").read_text(encoding="utf-8").splitlines()
-        texts += [json.loads(line)["text"] + "\nTopic:" for line in lines[:per_language]]
-    return texts
-
-
-def probe_parser(doc: str | None, per_language: int, batch_size: int) -> argparse.ArgumentParser:
-    """The options every probe on the SIB-200 prompts takes (this one and compile_probe.py)."""
-    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="gemma3-270m", help="base model (default: the embedded Gemma 3 270M)")
-    parser.add_argument("--quick", action="store_true", help="a tiny random Gemma 3, a few prompts per language (CI)")
-    parser.add_argument("--per-language", type=int, default=per_language,
-                        help=f"prompts per language (default {per_language})")
-    parser.add_argument("--batch-size", type=int, default=batch_size, help=f"prompts per forward (default {batch_size})")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    return parser
-
-
-def load_lm(args: argparse.Namespace) -> tuple[Path, Any, Any]:
-    """(folder, tokenizer padding on the left, frozen fp32 causal LM): the tiny random Gemma 3 with --quick, else
-    --model; torch set to --threads."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from xft_core.hooks.manager import get_plugin_manager
-    from xft_core.models import quiet_transformers, resolve_model
-    from xft_core.testing import tiny_model_cache
-
-    quiet_transformers()
-    torch.set_num_threads(args.threads)
-    with tempfile.TemporaryDirectory(prefix="xft-probe-") as scratch:
-        folder = tiny_model_cache("gemma3", scratch) if args.quick else resolve_model(args.model, get_plugin_manager())
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval().requires_grad_(False)
-    tokenizer.padding_side = "left"
-    return Path(folder), tokenizer, model
-
-
 def main(argv: list[str] | None = None) -> int:
     args = probe_parser(__doc__, per_language=32, batch_size=32).parse_args(argv)
     if not SIB.is_dir():
@@ -145,8 +98,9 @@ def main(argv: list[str] | None = None) -> int:
             out = torch.cat([variant(**b, logits_to_keep=1).logits[:, -1, word_ids] for b in batches])
         return out, time.perf_counter() - started
 
-    print(f"model {Path(folder).name}: {len(texts)} prompts in {len(LANGUAGES)} languages, forwards of "
-          f"{args.batch_size}, {torch.get_num_threads()} thread(s), torch {torch.__version__}")
+    print(f"model {folder.name}: {len(texts)} prompts in {len(LANGUAGES)} languages, forwards of "
+          f"{args.batch_size}, precision fp32, {torch.get_num_threads()} thread(s), torch {torch.__version__}")
+    print(machine_line())
     reference, seconds = scores(model)
     print(f"{'fp32':<6} {len(texts) / seconds:8.2f} rows/s  1.00x  topic agreement 100.0%  score error 0.000")
     for name, activations in (("w8", False), ("w8a8", True)):

@@ -139,6 +139,21 @@ def test_compile_probe_quick(tmp_path):
     assert difference < 1e-3, "the compiled model must compute the same scores"
 
 
+@pytest.mark.skipif(not SIB.is_dir(), reason=f"needs the SIB-200 data in {SIB}")
+def test_matmul_probe_quick(tmp_path):
+    out = run(tmp_path, "matmul_probe.py", "--quick", "--profile", "--per-language", "2", "--batch-size", "4")
+    assert re.search(r"^machine: avx512f[+-] .*amx_bf16[+-] .*native bf16 \(xft's precision auto\): (yes|no); ", out, re.M), out
+    positive(out, rf"^128x128 matmul, fp32\s+{NUMBER} GFLOP/s$")
+    positive(out, rf"^128x128 matmul, bf16\s+{NUMBER} GFLOP/s\s+{NUMBER}x fp32$")
+    if "int8 matmul 64x64x128: not available" not in out:
+        positive(out, rf"^64x64x128 matmul, int8\s+{NUMBER} ms\s+{NUMBER}x fp32$")
+    for rows in (1, 4):
+        wall, per_row, operators, share = positive(
+            out, rf"^forward of\s+{rows} row\(s\)\s+wall\s+{NUMBER} ms\s+per row\s+{NUMBER} ms\s+in operators\s+{NUMBER} ms"
+                 rf"\s+aten::mm share\s+{NUMBER}%$")
+        assert operators <= wall * 1.5 and 0 < share <= 100 and abs(per_row * rows - wall) <= 0.05 * rows + 0.05
+
+
 def test_threads_probe_quick(tmp_path):
     out = run(tmp_path, "threads_probe.py", "--quick")
     [cores] = positive(out, rf"^{NUMBER} cores; a LoRA training step of 4 rows x 8 tokens$")

@@ -1,5 +1,6 @@
-"""Built-in language samplers (plugins/xft_samplers): probabilities against the FIELD.md formulas, empirical
-shares of real draws, round-robin order, counting, and state that survives a JSON checkpoint."""
+"""Built-in language samplers (plugins/xft_samplers): probabilities against the published formulas (temperature
+sampling; UniMax, Chung et al. 2023), empirical shares of real draws, round-robin order, counting, and state that
+survives a JSON checkpoint."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def build_sampler(pm, name: str, sizes, options=None, seed: int = 0):
 
 
 def temperature_expected(sizes, alpha: float) -> dict[str, float]:
-    """q_k = p_k^alpha / sum_j p_j^alpha with p_k = n_k / sum(n) (FIELD.md, Language sampling)."""
+    """q_k = p_k^alpha / sum_j p_j^alpha with p_k = n_k / sum(n) (temperature sampling, as in XLM and mT5)."""
     total = sum(sizes.values())
     weights = {k: (n / total) ** alpha for k, n in sizes.items()}
     norm = sum(weights.values())
@@ -31,7 +32,7 @@ def temperature_expected(sizes, alpha: float) -> dict[str, float]:
 
 
 def unimax_expected(sizes, budget: float, max_epochs: float) -> dict[str, float]:
-    """Allocation by the FIELD.md procedure: smallest first, min(N * n_i, B_remaining / (L - i))."""
+    """Allocation by the UniMax procedure (Chung et al. 2023): smallest first, min(N * n_i, B_remaining / (L - i))."""
     languages = sorted(sizes, key=lambda k: sizes[k])
     remaining = float(budget)
     allocation = {}

@@ -47,8 +47,11 @@ def contiguous_mixed_forward(self: Any, x: Any, *args: Any, adapter_names: list[
 
 def install(layers: Sequence[Any]) -> int:
     """Give each peft LoRA `Linear` among `layers` the contiguous path (an attribute of that instance, so the
-    class and every other model stay as peft made them). Returns how many layers have it; 0 where this peft
-    version's layer lacks the method it replaces."""
+    class and every other model stay as peft made them). Returns how many layers have it.
+
+    The path replaces peft's private `Linear._mixed_batch_forward` and reads `VARIANT_KWARG_KEYS` and each layer's
+    `lora_variant`: where this peft version lacks any of them, no layer gets it (0), and mixed batches run on
+    peft's own gather/scatter path, slower and the same (tests/test_peft_internals.py forces that)."""
     try:
         from peft.tuners.lora.layer import VARIANT_KWARG_KEYS, Linear  # noqa: F401
     except ImportError:
@@ -57,7 +60,7 @@ def install(layers: Sequence[Any]) -> int:
         return 0
     count = 0
     for layer in layers:
-        if type(layer) is Linear:
+        if type(layer) is Linear and isinstance(getattr(layer, "lora_variant", None), dict):
             if layer.__dict__.get("_mixed_batch_forward") is None:
                 layer._mixed_batch_forward = types.MethodType(contiguous_mixed_forward, layer)  # type: ignore[method-assign]
             count += 1

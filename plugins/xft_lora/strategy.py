@@ -17,6 +17,7 @@ import xft_peft
 from xft_core.hooks import BASE_ADAPTER, TaskHead
 from xft_lora.mixed import install as install_contiguous
 from xft_lora.options import LoraOptions, auto_target_modules
+from xft_lora.switch import fast_switch
 from xft_peft import CONFIG, DEFAULT, TASK_TYPES, WEIGHTS
 
 
@@ -28,7 +29,7 @@ class Lora:
         self._training = False  # set by `apply`: this instance trains, so every adapter stays trainable
         self._scales: dict[str, float] = {}  # adapter -> factor set by `scale` (1.0 when absent)
         self.prefix_cache: Any = None  # with top_layers: the frozen layers' outputs per training row
-        self._layers: tuple[Any, list[Any]] | None = None  # (model, its adapter layers) for `_switch`
+        self._layers: tuple[Any, list[Any], bool | None] | None = None  # (model, its adapter layers, fast switch works)
 
     # ------------------------------------------------------------------------------------------ training
     def config(self, model: Any, head: TaskHead) -> Any:
@@ -77,24 +78,22 @@ class Lora:
             self._switch(model, name)
 
     def _switch(self, model: Any, name: str) -> None:
-        """Make `name` the active adapter without peft's `set_adapter`, which walks every module of the model and
-        re-sets requires_grad on each adapter tensor (about 4 ms on Gemma 3 270M): at inference nothing trains, so
-        only the active name changes, on the adapter layers found once per attached set (about 130 on that model).
-        Always done, even when peft's model-level name already matches: adding an adapter moves the head copy
-        (modules_to_save) to the new one without changing that name."""
-        from peft.utils import AuxiliaryTrainingWrapper
-
+        """Make `name` the active adapter at inference: `switch.fast_switch` (the active name written into each adapter
+        layer, checked against peft's public view on the first switch of each attached set), or peft's own
+        `set_adapter` where a peft internal it relies on has moved. Always done, even when peft's model-level name
+        already matches: adding an adapter moves the head copy (modules_to_save) to the new one without changing it."""
         if name not in model.peft_config:
             raise KeyError(f"lora: no adapter '{name}' attached (attached: {', '.join(model.peft_config)})")
-        # what peft's set_adapter leaves, less the requires_grad flags; written into each layer's __dict__, where
-        # nn.Module.__setattr__ would put it after checking parameters, buffers and submodules (~1 us a layer)
-        for module in self._adapter_layers(model):
-            if isinstance(module, AuxiliaryTrainingWrapper):  # the head copy (modules_to_save)
-                wanted = module.check_set_adapter(name)
-                module.__dict__["_active_adapter"] = wanted if wanted in module._adapters else []
-            else:
-                module.__dict__["_active_adapter"] = [name]
-        model.base_model.active_adapter = name
+        layers = self._adapter_layers(model)
+        assert self._layers is not None
+        fast = self._layers[2]  # None: not yet checked on this attached set
+        if fast is not False:
+            fast = fast_switch(layers, name, verify=fast is None)
+            self._layers = (model, layers, fast)
+        if fast:
+            model.base_model.active_adapter = name
+        else:
+            model.set_adapter(name, inference_mode=True)  # slower (walks the model), the same result
 
     def _adapter_layers(self, model: Any) -> list[Any]:
         """The adapter layers and head copies of `model`, found once per attached set (attach/detach reset it);
@@ -105,7 +104,7 @@ class Lora:
         if self._layers is None or self._layers[0] is not model:
             found = [m for m in model.modules() if isinstance(m, (BaseTunerLayer, AuxiliaryTrainingWrapper))]
             install_contiguous(found)  # mixed batches: each adapter's adjacent rows as one slice (mixed.py)
-            self._layers = (model, found)
+            self._layers = (model, found, None)
         return self._layers[1]
 
     def init_from(self, model: Any, folder: Path, adapters: Sequence[str]) -> None:

@@ -1,0 +1,80 @@
+"""What several benchmark scripts share: the SIB-200 prompts of the probes, their options, loading the model they
+run, and the line that says what machine a figure comes from (CPU flags, native bf16, threads, torch).
+
+Scripts in this folder import it as `common` (python puts the script's folder on the path).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+SIB = ROOT.parent / "shared" / "data" / "sib200"
+LANGUAGES = ("eng", "deu", "zho", "hin")
+TOPICS = ("science", "travel", "politics", "sports", "health", "entertainment", "geography")
+CPU_FLAGS = ("avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+
+
+def prompts(per_language: int) -> list[str]:
+    texts = []
+    for language in LANGUAGES:
+        lines = (SIB / f"{language}.test.jsonl").read_text(encoding="utf-8").splitlines()
+        texts += [json.loads(line)["text"] + "\nTopic:" for line in lines[:per_language]]
+    return texts
+
+
+def probe_parser(doc: str | None, per_language: int, batch_size: int) -> argparse.ArgumentParser:
+    """The options every probe on the SIB-200 prompts takes (int8_probe.py, compile_probe.py)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="gemma3-270m", help="base model (default: the embedded Gemma 3 270M)")
+    parser.add_argument("--quick", action="store_true", help="a tiny random Gemma 3, a few prompts per language (CI)")
+    parser.add_argument("--per-language", type=int, default=per_language,
+                        help=f"prompts per language (default {per_language})")
+    parser.add_argument("--batch-size", type=int, default=batch_size, help=f"prompts per forward (default {batch_size})")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    return parser
+
+
+def load_lm(args: argparse.Namespace) -> tuple[Path, Any, Any]:
+    """(folder, tokenizer padding on the left, frozen fp32 causal LM): the tiny random Gemma 3 with --quick, else
+    --model; torch set to --threads."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from xft_core.hooks.manager import get_plugin_manager
+    from xft_core.models import quiet_transformers, resolve_model
+    from xft_core.testing import tiny_model_cache
+
+    quiet_transformers()
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory(prefix="xft-probe-") as scratch:
+        folder = tiny_model_cache("gemma3", scratch) if args.quick else resolve_model(args.model, get_plugin_manager())
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval().requires_grad_(False)
+    tokenizer.padding_side = "left"
+    return Path(folder), tokenizer, model
+
+
+def cpu_flags() -> dict[str, bool]:
+    """The CPU features that decide xft's speed on a CPU (from /proc/cpuinfo; all False where it cannot be read)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        text = ""
+    present = set(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []))
+    return {flag: flag in present for flag in CPU_FLAGS}
+
+
+def machine_line() -> str:
+    """One line naming what a benchmark's figures depend on: CPU flags, xft's native-bf16 verdict, threads, torch."""
+    import torch
+
+    from xft_core.util.precision import cpu_has_native_bf16
+
+    flags = " ".join(f"{name}{'+' if on else '-'}" for name, on in cpu_flags().items())
+    return (f"machine: {flags}; native bf16 (xft's precision auto): {'yes' if cpu_has_native_bf16() else 'no'}; "
+            f"{torch.get_num_threads()} thread(s); torch {torch.__version__}")
