@@ -158,6 +158,14 @@ class Lora:
         self._adapter_layers(model)
         return {"adapter_names": ["__base__" if n == BASE_ADAPTER else n for n in names]}
 
+    def combine(self, model: Any, weights: dict[str, float], name: str) -> Any:
+        """A new adapter `name` whose update is the weighted sum of the attached adapters' (combine.py)."""
+        from xft_lora.combine import combine
+
+        model = combine(model, weights, name)
+        self._layers = None  # new adapter layers
+        return model
+
     def merge(self, model: Any, adapter: str, language: str | None = None) -> Any:
         """peft's merge_and_unload of `adapter` alone (at the scale `scale` set), its head copy (`modules_to_save`)
         put in place of the base's head; every other attached adapter is dropped."""

@@ -41,6 +41,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--precision", default="no", choices=["no", "auto", "bf16", "fp16"],
                    help="forward precision: no (exact, default), auto (bf16 where supported)")
     p.add_argument("--fallback", metavar="NAME", help="adapter for languages without one (default: the bare base model)")
+    p.add_argument("--fallback-map", metavar="FILE", type=Path,
+                   help="a JSON file: language -> adapter, merge or ensemble (docs/transfer.md), or the sources.json of "
+                        "`xft eval` (each language to its best source); --fallback, when given too, serves every other language")
     p.add_argument("--batch-size", type=int, default=32, help="rows per forward pass (default 32)")
     p.set_defaults(func=cmd_predict)
 
@@ -121,7 +124,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if not rows:
         print("error: no texts: give them as arguments, with --file, or on stdin", file=sys.stderr)
         return 2
-    router = Router.from_run(args.path, capacity=args.capacity, fallback=args.fallback, batch_size=args.batch_size,
+    from xft_core.inference.fallback import with_default
+
+    router = Router.from_run(args.path, capacity=args.capacity, fallback=with_default(args.fallback_map, args.fallback),
+                             batch_size=args.batch_size,
                              precision=args.precision)
     languages = [row.get("language") or args.language for row in rows]
     # whole rows go in, so JSON Lines can carry a second text (`text_pair`) for pair classification

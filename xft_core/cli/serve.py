@@ -40,6 +40,9 @@ def register(subparsers: Any) -> None:
                    help="forward precision: no (exact, default), auto (bf16 where supported: faster on CPUs with native bf16)")
     p.add_argument("--fallback", default=None, metavar="NAME",
                    help="adapter for languages without their own (default: the base model)")
+    p.add_argument("--fallback-map", default=None, metavar="FILE", type=Path,
+                   help="a JSON file: language -> adapter, merge or ensemble (docs/transfer.md), or the sources.json of "
+                        "`xft eval` (each language to its best source); --fallback, when given too, serves every other language")
     p.add_argument("--device", default=None, help="torch device for the model, e.g. cuda:0 (default: the router's choice)")
     # the limits' defaults are create_app's, written out here so that building the parser imports no fastapi
     p.add_argument("--max-batch", type=int, default=64, help="most rows run in one forward pass across requests")
@@ -62,10 +65,12 @@ def register(subparsers: Any) -> None:
 
 
 def build_router(target: str | Path, *, capacity: int = 8, fallback: str | None = None, device: str | None = None,
-                 precision: str = "no") -> Any:
+                 precision: str = "no", fallback_map: Path | None = None) -> Any:
     """A Router over a run folder (its adapters/*), a folder of adapter packages, or one package."""
+    from xft_core.inference.fallback import with_default
     from xft_core.inference.router import Router
 
+    fallback = with_default(fallback_map, fallback)
     return Router.from_run(Path(target).expanduser(), capacity=capacity, fallback=fallback, device=device, precision=precision)
 
 
@@ -80,7 +85,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     trust_loopback = is_loopback(args.host)
     AdminAccess(token, trust_loopback=trust_loopback, roots=roots)  # a too-short token fails before the model loads
     router = build_router(args.target, capacity=args.capacity, fallback=args.fallback, device=args.device,
-                          precision=args.precision)
+                          precision=args.precision, fallback_map=args.fallback_map)
     app = create_app(
         router,
         max_batch=args.max_batch,

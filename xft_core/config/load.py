@@ -229,6 +229,9 @@ def _relative_to(folder: Path, data: dict[str, Any]) -> dict[str, Any]:
 
     if "path" in data:
         data["path"] = resolve(data["path"], "data.path")
+    if isinstance(data.get("best_sources"), dict) and "ranking" in data["best_sources"]:
+        data["best_sources"] = {**data["best_sources"],
+                                "ranking": resolve(data["best_sources"]["ranking"], "data.best_sources.ranking")}
     if isinstance(data.get("files"), dict):
         data["files"] = {split: {lang: resolve(f, f"data.files.{split}.{lang}") for lang, f in by_language.items()}
                          if isinstance(by_language, dict) else by_language

@@ -24,6 +24,9 @@ class DataConfig:
     files: dict[str, dict[str, str]] = field(default_factory=dict)  # explicit {split: {language: file}}
     rows: dict[str, dict[str, list]] = field(default_factory=dict)  # inline {split: {language: [row, ...]}}
     train_languages: list[str] = field(default_factory=list)  # empty: every language with a train file
+    # instead of train_languages: the k best source languages of a target, read from the sources.json `xft eval`
+    # wrote ({target: swh, k: 3, ranking: runs/x/report/sources.json}); the target's own adapters are left out
+    best_sources: dict[str, Any] = field(default_factory=dict)
     eval_languages: list[str] = field(default_factory=list)  # empty: the train languages
     train_split: str = "train"
     dev_split: str = "dev"
@@ -50,6 +53,8 @@ class DataConfig:
         if self.unlabelled_split in (self.train_split, self.dev_split, self.test_split):
             raise ConfigError(f"data.unlabelled_split: {self.unlabelled_split!r} is also the train, dev or test split; "
                               "give unlabelled text a split of its own (default: unlabelled)")
+        if self.best_sources:
+            check_best_sources(self.best_sources, bool(self.train_languages))
         if self.few_shot < 0:
             raise ConfigError(f"data.few_shot must be >= 0 (rows per target language; 0 = zero-shot), got {self.few_shot}")
         if not self.path and not self.files and not self.rows:
@@ -57,6 +62,26 @@ class DataConfig:
                 "data: set `data.path` (a folder or file), `data.files` ({split: {language: file}}) "
                 "or `data.rows` ({split: {language: [rows]}})"
             )
+
+
+BEST_SOURCES_KEYS = {"target": "the language to find sources for", "k": "how many sources (default 3)",
+                     "ranking": "the sources.json of `xft eval` (report folder)"}
+
+
+def check_best_sources(value: dict[str, Any], with_train_languages: bool) -> None:
+    key = "data.best_sources"
+    unknown = sorted(set(value) - set(BEST_SOURCES_KEYS))
+    if unknown:
+        raise ConfigError(f"{key}: unknown key(s) {', '.join(unknown)}. Valid keys: "
+                          + "; ".join(f"{k} ({v})" for k, v in BEST_SOURCES_KEYS.items()))
+    for name in ("target", "ranking"):
+        if not isinstance(value.get(name), str) or not value[name]:
+            raise ConfigError(f"{key}.{name} is required: {BEST_SOURCES_KEYS[name]}")
+    k = value.get("k", 3)
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ConfigError(f"{key}.k must be a positive integer, got {k!r}")
+    if with_train_languages:
+        raise ConfigError(f"{key} and data.train_languages exclude each other: {key} chooses the training languages")
 
 
 @dataclass(frozen=True, kw_only=True)

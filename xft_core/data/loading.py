@@ -56,7 +56,7 @@ def evaluation_languages(d: DataConfig, data: DataSet, train_languages: list[str
     `adapters: per_language` it has no adapter, so it is neither trained on nor evaluated)."""
     if d.eval_languages:
         return list(d.eval_languages)
-    if d.train_languages:
+    if d.train_languages or d.best_sources:
         return list(train_languages)
     dev_only = [lang for lang in data.languages(d.dev_split) if lang not in train_languages]
     for language in dev_only:

@@ -8,6 +8,7 @@ from typing import Any
 
 from xft_core.evaluation.matrix import DEFINITIONS, TransferMatrix
 from xft_core.evaluation.plots import fmt, transfer_heatmap, value_scale
+from xft_core.evaluation.ranking import SOURCES, ranking_markdown, source_ranking
 from xft_core.util.files import atomic_write_json, atomic_write_text
 
 SUMMARY_COLUMNS = ("average", "in_language", "transfer", "transfer_gap", "vs_zero_shot")
@@ -16,7 +17,8 @@ HEADERS = {"average": "average", "in_language": "in-language", "transfer": "tran
 
 
 def write_reports(matrix: TransferMatrix, folder: str | Path, *, metric: str | None = None) -> dict[str, Path]:
-    """report/transfer.json, .csv, .md and the heatmap .png (of `metric`, default the primary); returns the paths."""
+    """report/transfer.json, .csv, .md and the heatmap .png (of `metric`, default the primary), and sources.json (the
+    adapters ranked per language, ranking.py) where the matrix has one-package rows; returns the paths."""
     import csv
     import io
 
@@ -26,6 +28,10 @@ def write_reports(matrix: TransferMatrix, folder: str | Path, *, metric: str | N
     metric = metric or matrix.primary
     paths = {k: folder / f"transfer.{k}" for k in ("json", "csv", "md", "png")}
     atomic_write_json(paths["json"], matrix.to_dict())
+    ranking = source_ranking(matrix, metric)
+    if any(target["ranking"] for target in ranking["targets"].values()):
+        paths["sources"] = folder / SOURCES
+        atomic_write_json(paths["sources"], ranking)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["row", "kind", "training_languages", "metric", *matrix.languages, *SUMMARY_COLUMNS])
@@ -51,6 +57,7 @@ def markdown(matrix: TransferMatrix, metric: str | None = None) -> str:
              "(few-shot); **bold** is the best row of each column.", ""]
     for name in [metric] + [m for m in matrix.metric_names if m != metric]:
         lines += [f"## {name}{' (primary)' if name == metric else ''}", "", *_markdown_table(matrix, name), ""]
+    lines += ranking_markdown(source_ranking(matrix, metric))
     lines += ["## How the summary columns are computed", ""]
     lines += [f"- **{HEADERS[k]}**: {v}." for k, v in DEFINITIONS.items()]
     lines.append(f"- reference row: "

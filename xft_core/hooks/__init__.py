@@ -22,14 +22,23 @@ from xft_core.hooks.descriptors import (
     TaskHeadSpec,
 )
 from xft_core.hooks.manager import PluginConflictError, PluginError
-from xft_core.hooks.protocols import BASE_ADAPTER, ROW_LANGUAGE, LanguageSampler, ModelKind, RowFields, Strategy, TaskHead
+from xft_core.hooks.protocols import (
+    BASE_ADAPTER,
+    ROW_LANGUAGE,
+    Combining,
+    LanguageSampler,
+    ModelKind,
+    RowFields,
+    Strategy,
+    TaskHead,
+)
 from xft_core.hooks.sampling import ProbabilitySampler, proportions
 from xft_core.hooks.spec import hookimpl, hookspec
 from xft_core.util.errors import UserError
 
 __all__ = [
-    "BASE_ADAPTER", "KINDS", "ROW_LANGUAGE", "SINGULAR", "CommandSpec", "DataPart", "DataRequest", "DataSourceError",
-    "DataSourceSpec", "LanguageSampler", "MetricSpec", "ModelKind", "ModelSourceSpec", "NoOptions", "PluginConflictError",
-    "PluginError", "ProbabilitySampler", "RecipeSpec", "RecipeTask", "RowFields", "SamplerSpec", "Strategy", "StrategySpec",
-    "TaskHead", "TaskHeadSpec", "UserError", "hookimpl", "hookspec", "proportions",
+    "BASE_ADAPTER", "KINDS", "ROW_LANGUAGE", "SINGULAR", "Combining", "CommandSpec", "DataPart", "DataRequest",
+    "DataSourceError", "DataSourceSpec", "LanguageSampler", "MetricSpec", "ModelKind", "ModelSourceSpec", "NoOptions",
+    "PluginConflictError", "PluginError", "ProbabilitySampler", "RecipeSpec", "RecipeTask", "RowFields", "SamplerSpec",
+    "Strategy", "StrategySpec", "TaskHead", "TaskHeadSpec", "UserError", "hookimpl", "hookspec", "proportions",
 ]

@@ -86,6 +86,18 @@ class Strategy(Protocol):
         given, as `full` does) is not asked."""
 
 
+@runtime_checkable
+class Combining(Protocol):
+    """An optional capability of a `Strategy`: merging attached adapters into a new one. The router serves a
+    language that has no adapter with a merge of its nearest languages' adapters when the strategy has it
+    (`isinstance(strategy, Combining)`); strategies without it can still serve such a language with an ensemble."""
+
+    def combine(self, model: Any, weights: Mapping[str, float], name: str) -> Any:
+        """Attach a new adapter `name` computing the weighted combination of the attached adapters in `weights`
+        (adapter -> weight; for LoRA the weighted sum of their updates, so one adapter at weight 1 is that adapter);
+        return the model to run. The new adapter is saved, detached and scaled like any other (`save`, `detach`)."""
+
+
 # -------------------------------------------------------------------------------------------- task head
 @dataclass(frozen=True)
 class RowFields:

@@ -36,6 +36,7 @@ from xft_core.adapters import AdapterError, Base
 from xft_core.evaluation.calibration import Calibration
 from xft_core.hooks import BASE_ADAPTER, ROW_LANGUAGE
 from xft_core.inference.cache import AdapterCache, Loaded
+from xft_core.inference.fallback import Fallbacks, check_names, collapse, expand, parse_fallback
 from xft_core.inference.forward import Forwarding
 from xft_core.inference.packages import (
     ADAPTER_NAME,
@@ -65,7 +66,7 @@ class Router(Forwarding):
         #   "adapter_hash": "3f2a9c0d81b7"}, ...]
     """
 
-    def __init__(self, base_package_or_model: Base | str | Path, *, capacity: int = 8, fallback: str | None = None,
+    def __init__(self, base_package_or_model: Base | str | Path, *, capacity: int = 8, fallback: Any = None,
                  pm: Any = None, device: str | None = None, batch_size: int = 32, max_length: int = 256,
                  model: str | None = None, precision: str = "no", scale: float | Mapping[str, float] | None = None):
         from xft_core.adapters import load_base
@@ -82,7 +83,8 @@ class Router(Forwarding):
         self._language_adapters = False  # the strategy's spec: what runs depends on the rows' language (MAD-X)
         # adapter scale per language ("*": every other language): 0 = the base model, 1 = the adapter as trained
         self.scales: dict[str, float] = adapter_scales(scale)
-        self.fallback = fallback
+        # languages without an adapter: one adapter for all, or a map (language -> adapter, merge, ensemble; fallback.py)
+        self.fallbacks = Fallbacks(fallback)
         self.batch_size = batch_size
         # never past what the model takes: a learned position table (BERT, XLM-R) crashes on longer inputs
         limit = getattr(self.base.tokenizer, "model_max_length", None)
@@ -101,6 +103,29 @@ class Router(Forwarding):
     def capacity(self) -> int:
         return self.cache.capacity
 
+    @property
+    def fallback(self) -> str | None:
+        """The adapter for every language without its own and without an entry in the fallback map ("*")."""
+        return self.fallbacks.default
+
+    @fallback.setter
+    def fallback(self, name: str | None) -> None:
+        routes = {k: v for k, v in self.fallbacks.routes.items() if k != "*"}
+        self._set_routes({**routes, **parse_fallback(name)})
+
+    def set_fallback(self, value: Any) -> None:
+        """Replace the fallback map: an adapter name for every language without its own, or language (or "*") ->
+        adapter, merge, ensemble or nearest (fallback.py). Every adapter it names must be registered; merges made for
+        the old map are dropped."""
+        self._set_routes(parse_fallback(value))
+
+    def _set_routes(self, routes: dict[str, Any]) -> None:
+        with self._lock:
+            check_names(routes, list(self._packages))
+            self.fallbacks.forget(self)
+            self.fallbacks = Fallbacks()
+            self.fallbacks.routes = routes
+
     @classmethod
     def from_run(cls, run_dir: str | Path, **kwargs: Any) -> "Router":
         """A router over every package of a run (or adapters folder, or one package); the base loads once."""
@@ -108,8 +133,7 @@ class Router(Forwarding):
         router = cls(next(iter(packages.values())), **kwargs)
         for name, folder in packages.items():
             router.register(name, folder)
-        if router.fallback is not None and router.fallback not in router._packages:
-            raise AdapterError(f"fallback adapter '{router.fallback}' is not among the packages: {', '.join(packages)}")
+        check_names(router.fallbacks.routes, list(packages))
         return router
 
     # ---------------------------------------------------------------------------------- registry
@@ -135,9 +159,9 @@ class Router(Forwarding):
         would start failing; replace it instead, or set another fallback first."""
         with self._lock:
             self._package(name)
-            if name == self.fallback:
+            if name in self.fallbacks.adapters():
                 raise AdapterError(f"adapter '{name}' is the fallback for languages without their own adapter; it can be "
-                                   "replaced with a new version but not removed while it is the fallback")
+                                   "replaced with a new version but not removed while the fallback map names it")
             self.cache.remove(name)
             del self._packages[name]
             self._routes = routes_for(self._packages)
@@ -228,7 +252,8 @@ class Router(Forwarding):
 
         `languages`: one code for all rows, one per row, or "auto"/None (detected by the `xft_detect_language`
         plugin among the languages the registered adapters serve). `adapters` names the adapter per row
-        directly (BASE for the bare base model). A language without an adapter goes to `fallback`, else BASE."""
+        directly (BASE for the bare base model). A language without an adapter goes where the fallback map says (an
+        adapter, a merge, an ensemble: fallback.py), else BASE."""
         rows = [dict(t) if isinstance(t, Mapping) else self.row_from_text(t) for t in texts]
         if not rows:
             return []
@@ -242,9 +267,11 @@ class Router(Forwarding):
         for row, language in zip(rows, resolved):
             if language and language != AUTO:
                 row.setdefault(ROW_LANGUAGE, language)  # heads such as translation put it in their prompt
-        results: list[dict[str, Any] | None] = [None] * len(rows)
         with self._lock:
             names = list(explicit) if explicit is not None else [self._route(lang) for lang in resolved]
+            rows, names, plan = expand(rows, names, self.fallbacks.ensembles)  # an ensemble: a row per member
+            languages_run = [resolved[k] for k, (_, parts) in enumerate(plan) for _ in parts]
+            results: list[dict[str, Any] | None] = [None] * len(rows)
             for name in dict.fromkeys(n for n in names if n != BASE):
                 self._package(name)
             for group in self.cache.plan(names):
@@ -255,10 +282,10 @@ class Router(Forwarding):
                     entry = self.cache.loaded.get(names[i])  # the weights that answered (None: the bare base)
                     calibration = self._packages[names[i]].calibration if names[i] != BASE else None
                     if calibration is not None:  # the package's label prior for this row's language, if it has one
-                        output = calibration.apply([output], resolved[i])[0]
-                    results[i] = {**output, "language": resolved[i], "adapter": names[i],
-                                  "adapter_version": entry and entry.version, "adapter_hash": entry and entry.hash}
-        return results  # type: ignore[return-value]
+                        output = calibration.apply([output], languages_run[i])[0]
+                    results[i] = {**output, "adapter": names[i], "adapter_version": entry and entry.version,
+                                  "adapter_hash": entry and entry.hash}
+        return [{**answer, "language": language} for answer, language in zip(collapse(results, plan), resolved)]  # type: ignore[arg-type]
 
     # ---------------------------------------------------------------------------------- internals
     def row_from_text(self, text: str) -> dict[str, Any]:
@@ -321,10 +348,7 @@ class Router(Forwarding):
             folded = {k.lower(): v for k, v in self._routes.items()}
             if language.lower() in folded:
                 return folded[language.lower()]
-        if self.fallback is not None:
-            self._package(self.fallback)
-            return self.fallback
-        return BASE
+        return self.fallbacks.route(self, language) or BASE
 
     def _detect(self, text: str, candidates: list[str]) -> str | None:
         hook = self.pm.hook.xft_detect_language

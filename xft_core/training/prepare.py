@@ -60,7 +60,13 @@ def load_data(config: RunConfig, head: TaskHead, pm: Any = None) -> tuple[DataSe
 
 
 def source_languages(config: RunConfig, data: DataSet) -> list[str]:
-    """The languages trained on with all their rows: `data.train_languages`, else every language with a train split."""
+    """The languages trained on with all their rows: `data.train_languages`, the k best sources of a target
+    (`data.best_sources`, from `xft eval`'s sources.json), else every language with a train split."""
+    best = config.data.best_sources
+    if best:
+        from xft_core.evaluation.ranking import best_sources
+
+        return best_sources(best["ranking"], best["target"], int(best.get("k", 3)))
     return list(config.data.train_languages) or data.languages(config.data.train_split)
 
 
