@@ -163,3 +163,15 @@ def test_threads_probe_quick(tmp_path):
     positive(out, rf"^{n} processes\s+{NUMBER} ex/s  \(one thread each, {max(1, 4 // n)} rows each\)$")
     for label in ("threads / one thread", "processes / threads"):
         positive(out, rf"^{re.escape(label)}\s+{NUMBER}x$")
+
+
+@pytest.mark.skipif(not SIB.is_dir(), reason=f"needs the SIB-200 data in {SIB}")
+def test_fallback_quick(tmp_path):
+    out = run(tmp_path, "fallback.py", "--quick", "--work", str(tmp_path / "work"))
+    for label in ("English adapter alone", "best other source (ranked on dev)", "merge of the nearest languages' adapters",
+                  "ensemble of the nearest languages' adapters", "the language's own adapter (ceiling)"):
+        score, _, gain, seeds = numbers(out, rf"^\| {re.escape(label)} \| {NUMBER} ± {NUMBER} \| {NUMBER} \| {NUMBER} \|$")
+        assert 0 <= score <= 100 and seeds == 1
+    numbers(out, rf"^best fallback: (?:best_source|merge|ensemble) {NUMBER} vs English adapter alone {NUMBER} \({NUMBER}\)$")
+    for language in ("deu", "fra", "swh"):
+        assert re.search(rf"^\| {language} \|", out, re.M), out

@@ -92,10 +92,10 @@ def test_a_fallback_map_file_and_the_sources_json_of_eval(runs, pm, tmp_path):
 
 
 def test_unknown_adapters_in_the_map_are_named_with_the_registered_ones(runs, pm):
-    with pytest.raises(AdapterError, match=r"fallback adapter 'zz' \(for fr\) is not registered; registered adapters: de, en, ru"):
+    with pytest.raises(AdapterError, match=r"adapter 'zz' \(for fr\) is not registered; registered adapters: de, en, ru"):
         Router.from_run(runs["bert"], pm=pm, fallback={"fr": "zz"})
     router = Router.from_run(runs["bert"], pm=pm)
-    with pytest.raises(AdapterError, match=r"fallback adapter 'nope' \(for es\) is not registered; registered adapters: de, en, ru"):
+    with pytest.raises(AdapterError, match=r"adapter 'nope' \(for es\) is not registered; registered adapters: de, en, ru"):
         router.set_fallback({"es": {"merge": {"en": 0.5, "nope": 0.5}}})
     with pytest.raises(AdapterError, match="a weight must be a positive number"):
         router.set_fallback({"es": {"merge": {"en": -1}}})
