@@ -58,17 +58,19 @@ def prepare_data(data: Path, out: Path, languages: list[str], *, eval_rows: int,
 def train_adapters(model: str, data: Path, out: Path, languages: list[str], seed: int, *, steps: int, batch_size: int,
                    progress: bool) -> dict[str, Path]:
     """One run per language (the suite's verbalizer recipe with that language as the source); kept and reused."""
-    from xft_core.bench.recipes import RECIPES, run_config
+    from xft_core.bench.recipes import installed_recipes, recipe_task, run_config
     from xft_core.bench.tasks import TASKS
     from xft_core.training import train
 
+    verbalizer = installed_recipes()["verbalizer"]
     packages = {}
     for language in languages:
         folder = out / "runs" / f"s{seed}"
         run_dir = folder / language
         if not (run_dir / "run.json").is_file():
             task = dataclasses.replace(TASKS["sib200"], source=language, targets=())
-            config = run_config(RECIPES["verbalizer"], task, name=language, out=str(folder), model=model, data=str(data),
+            info = recipe_task(task, steps=steps, batch_size=batch_size, unlabelled=False)
+            config = run_config(verbalizer, task, info, name=language, out=str(folder), model=model, data=str(data),
                                 seed=seed, steps=steps, batch_size=batch_size)
             started = time.perf_counter()
             train(config, progress=progress)

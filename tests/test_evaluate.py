@@ -212,7 +212,8 @@ def test_adapter_package_alone_with_languages_and_limit(runs, data, pm):
 # ----------------------------------------------------------------------------------------------- reports
 def test_reports_are_written_and_parse(matrix, tmp_path):
     paths = write_reports(matrix, tmp_path / "report")
-    assert {p.name for p in paths.values()} == {"transfer.json", "transfer.csv", "transfer.md", "transfer.png"}
+    assert {p.name for p in paths.values()} == {"transfer.json", "transfer.csv", "transfer.md", "transfer.png",
+                                                "sources.json"}  # adapter rows: ranked per language
 
     saved = json.loads(paths["json"].read_text())
     assert (saved["languages"] == LANGUAGES and saved["primary"] == "macro_f1"
