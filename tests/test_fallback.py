@@ -161,5 +161,7 @@ def test_the_nearest_languages_by_a_distance_table(runs, pm):
     assert router.predict(TEXTS[:1], "de")[0]["adapter"] == "de"  # a language with its own adapter keeps it
     with pytest.raises(LanguageDistanceError, match="unknown language-distance table 'wals'.*uriel, cldr"):
         distance("fr", "en", "wals")
+    with pytest.raises(AdapterError, match="fallback for 'not a language': 'not a language' is not a language code"):
+        router.predict(TEXTS[:1], "not a language")
     with pytest.raises(AdapterError, match="nearest: 'average' is not one of: merge, ensemble"):
         router.set_fallback({"*": {"nearest": "average"}})

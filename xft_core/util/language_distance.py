@@ -30,11 +30,15 @@ def distance(a: str, b: str, table: str = "uriel") -> float:
     """Distance in [0, 1] between languages `a` and `b` (0: the same language)."""
     if table not in TABLES:
         raise LanguageDistanceError(f"unknown language-distance table '{table}'; choose one of: {', '.join(TABLES)}")
+    import langcodes
+
+    for code in (a, b):
+        if not langcodes.tag_is_valid(code.strip().replace("_", "-")):
+            raise LanguageDistanceError(f"'{code}' is not a language code: give an ISO 639 code or BCP 47 tag "
+                                        "('sw', 'swh', 'swh_Latn', 'pt-BR')")
     if _alpha3(a) == _alpha3(b):
         return 0.0
     if table == "cldr":
-        import langcodes
-
         return min(1.0, (langcodes.tag_distance(a, b) + langcodes.tag_distance(b, a)) / 2 / 134)
     return _uriel(*sorted((_alpha3(a), _alpha3(b))))
 
