@@ -165,3 +165,17 @@ def test_the_nearest_languages_by_a_distance_table(runs, pm):
         router.predict(TEXTS[:1], "not a language")
     with pytest.raises(AdapterError, match="nearest: 'average' is not one of: merge, ensemble"):
         router.set_fallback({"*": {"nearest": "average"}})
+
+
+def test_predict_and_serve_take_a_fallback_map_file(runs, tmp_path, capsys):
+    from xft_core.cli.main import main
+    from xft_core.cli.serve import build_router
+
+    path = tmp_path / "map.json"
+    path.write_text(json.dumps({"fr": {"ensemble": ["de", "ru"]}, "es": "ru"}))
+    assert main(["predict", str(runs["bert"]), "phone good", "--language", "fr", "--fallback-map", str(path),
+                 "--fallback", "en"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert records[0]["adapter"] == "de+ru" and [m["adapter"] for m in records[0]["ensemble"]] == ["de", "ru"]
+    router = build_router(runs["bert"], fallback="en", fallback_map=path)
+    assert [p["adapter"] for p in router.predict(TEXTS[:3], ["es", "it", "fr"])] == ["ru", "en", "de+ru"]
