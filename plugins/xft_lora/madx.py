@@ -291,7 +291,9 @@ def _prepare(task: RecipeTask) -> dict[str, dict[str, Any]]:
     return {_language_adapters_name(task): {
         "task": "language-modeling", "strategy": "lora", "strategy_options": SUITE_LORA, "adapters": "per_language",
         "sampler": "round_robin",
-        "data": {"train_split": task.unlabelled_split, "train_languages": languages, "eval_languages": []},
+        # the unlabelled text is this run's training split; data.unlabelled_split must then name another one
+        "data": {"train_split": task.unlabelled_split, "unlabelled_split": f"{task.unlabelled_split}-none",
+                 "train_languages": languages, "eval_languages": []},
         "training": {"max_steps": steps * len(languages), "batch_size": 8, "learning_rate": 5e-4,
                      "max_length": task.max_length, "seed": 0, "log_every": 20}}}
 
