@@ -162,3 +162,23 @@ def test_config_values_become_flat_parameters():
     assert params == {"training.learning_rate": 5e-3, "training.report_to": '["tensorboard"]', "training.cpu": False,
                       "task_options.label_words.de": "gut", "data.rows.train.en": "<604 characters>", "init_from": "",
                       "empty": "{}"}
+
+
+def test_report_to_with_the_tracking_plugin_blocked_warns_before_training(tiny_model, sentiment_data, tmp_path, pm):
+    """Without xft_trackers (blocked, or never installed) `report_to` used to validate, train and write nothing."""
+    from xft_core.config.load import ConfigWarning
+
+    assert not pm.has_plugin("xft_trackers")
+    config = tiny_config(tiny_model("bert"), sentiment_data, tmp_path, training={"max_steps": 1, "report_to": ["tensorboard"]})
+    with pytest.warns(ConfigWarning, match=r"training.report_to: tensorboard: no plugin started a tracker.*XFT_BLOCK_PLUGINS"):
+        train(config, pm=pm, progress=False)
+
+
+def test_report_to_with_the_plugin_warns_nothing(tiny_model, sentiment_data, tmp_path, local_trackers):
+    import warnings
+
+    config = tiny_config(tiny_model("bert"), sentiment_data, tmp_path, training={"max_steps": 1, "report_to": ["tensorboard"]})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(config, pm=local_trackers, progress=False)
+    assert not [w for w in caught if "no plugin started a tracker" in str(w.message)]

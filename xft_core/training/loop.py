@@ -14,7 +14,7 @@ from xft_core.evaluation.predict import average, predict_rows, score, with_langu
 from xft_core.hooks.manager import collect
 from xft_core.training.checkpoints import average_checkpoints, latest_checkpoint, restore_trainable, save_checkpoint
 from xft_core.training.outputs import run_summary, save_adapters
-from xft_core.training.prepare import prepare
+from xft_core.training.prepare import check_trackers_started, prepare
 from xft_core.training.resume import check_run_folder, open_run_folder, resume_from_checkpoint
 from xft_core.training.run import Run
 from xft_core.util.console import print_line
@@ -99,6 +99,7 @@ def start(run: Run, resume: bool) -> LoopState:
     if acc.is_main_process:
         write_metrics_log(run.paths.metrics, run.history)
     run.pm.hook.xft_before_train(run=run)
+    check_trackers_started(run)  # training.report_to with no tracking plugin: said, not silent
     run.model.train()
     state.window_start = time.perf_counter()
     return state

@@ -227,3 +227,18 @@ def lengths(features: list[dict[str, Any]]) -> list[int]:
 
 def single_adapter_name(languages: list[str]) -> str:
     return languages[0] if len(languages) == 1 else "multilingual"
+
+
+def check_trackers_started(run: Run) -> None:
+    """After `xft_before_train`: `training.report_to` names trackers but no plugin started one (the tracking plugin
+    is blocked or not installed), so nothing would be reported; a ConfigWarning says so before training starts."""
+    report_to = list(run.config.training.report_to)
+    if report_to and run.accelerator.is_main_process and not getattr(run.accelerator, "trackers", None):
+        import warnings
+
+        from xft_core.config.load import ConfigWarning
+
+        warnings.warn(ConfigWarning(
+            f"training.report_to: {', '.join(report_to)}: no plugin started a tracker, so this run reports nothing "
+            "there. Trackers are started by a tracking plugin (xft's own is xft_trackers): is it blocked "
+            "(XFT_BLOCK_PLUGINS) or not installed? `xft plugins` lists what is installed"), stacklevel=2)
