@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from xft_core.data import DataError
+from xft_core.data.sampling import spread_sample  # the suite draws its rows as `xft eval --max-examples` does
 
 UNLABELLED = "unlabelled"
 # XNLI's dev lines (0-based ends): training rows, then the targets' unlabelled rows, then the test rows; premises
@@ -117,17 +118,6 @@ LABEL_FIELDS = ("label", "tags")
 
 def without_labels(row: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if k not in LABEL_FIELDS}
-
-
-def spread_sample(rows: list[dict[str, Any]], limit: int, *, key: str) -> list[dict[str, Any]]:
-    """`limit` rows drawn at random (seeded by `key`, kept in file order), not the first `limit`: the shipped files
-    are often sorted by label (SIB-200's test split starts with 50 rows of one topic). Files of one length get the
-    same line numbers, so parallel sets stay parallel."""
-    if not limit or limit >= len(rows):
-        return rows
-    import random
-
-    return [rows[i] for i in sorted(random.Random(key).sample(range(len(rows)), limit))]
 
 
 def _read(path: Path) -> list[dict[str, Any]]:

@@ -64,7 +64,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--split", help="data split to evaluate (default: the config's data.test_split, 'test')")
     p.add_argument("--metric", help="metric of the heatmap, Markdown order and terminal table (default: the head's primary)")
     p.add_argument("--out", help="report folder (default: <first run>/report)")
-    p.add_argument("--max-examples", type=int, default=0, metavar="N", help="at most N examples per language (0: all)")
+    p.add_argument("--max-examples", type=int, default=0, metavar="N",
+                   help="at most N examples per language (0: all), drawn across the file reproducibly and stratified "
+                        "by label where there is one, not the first N (the same rows as data.max_eval_examples)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-length", type=int, default=None, help="tokens per example (default: the run's training.max_length)")
     p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")

@@ -35,8 +35,10 @@ class DataConfig:
     # languages read from a data source that keeps each language apart (a Hub dataset with one config per language);
     # empty: train_languages + eval_languages, else all
     languages: list[str] = field(default_factory=list)
-    max_train_examples: int = 0  # per language; 0 = all
-    max_eval_examples: int = 0  # per language and split; 0 = all
+    # at most N rows per language (0 = all), drawn across the file, reproducibly, each label keeping its share
+    # (xft_core/data/sampling.py): not the first N, which in a file sorted by label is one class
+    max_train_examples: int = 0
+    max_eval_examples: int = 0  # per language and split
     # few-shot transfer: K labelled rows of each evaluation language without training data join the training,
     # drawn with the run's seed from that language's train split (never from dev or test); 0 = zero-shot
     few_shot: int = 0

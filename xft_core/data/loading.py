@@ -55,6 +55,12 @@ def evaluation_languages(d: DataConfig, data: DataSet, train_languages: list[str
     training data: evaluated zero-shot with one shared adapter, with a DataWarning naming it either way (with
     `adapters: per_language` it has no adapter, so it is neither trained on nor evaluated)."""
     if d.eval_languages:
+        with_dev = data.languages(d.dev_split)
+        for language in d.eval_languages:
+            if language not in with_dev:
+                warn(f"data.eval_languages: '{language}' has no '{d.dev_split}' data in {data_source_label(d)}, so it is "
+                     f"not evaluated during training (languages with {d.dev_split} data: {', '.join(with_dev) or 'none'}). "
+                     f"Add {language}.{d.dev_split}.jsonl, or evaluate it afterwards with `xft eval`")
         return list(d.eval_languages)
     if d.train_languages or d.best_sources:
         return list(train_languages)
@@ -69,6 +75,19 @@ def evaluation_languages(d: DataConfig, data: DataSet, train_languages: list[str
             warn(f"{head}: it is not trained on, and is evaluated zero-shot. "
                  "Set data.eval_languages to choose the evaluation languages yourself")
     return list(train_languages) + ([] if per_language else dev_only)
+
+
+def warn_unread_splits(d: DataConfig, data: DataSet) -> None:
+    """A split in the data that training reads under none of its names (`en.training.jsonl` beside `en.train.jsonl`)
+    is never read: a DataWarning names its files and the splits the run uses."""
+    used = {d.train_split, d.dev_split, d.test_split, d.unlabelled_split}
+    for split in sorted(set(data.splits) - used):
+        files = list(dict.fromkeys(data.files(split, language) for language in data.languages(split)))
+        shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+        warn(f"{shown}: split '{split}' is not one this run reads, so its rows are not used. The run trains on "
+             f"'{d.train_split}' (data.train_split) and evaluates on '{d.dev_split}' (data.dev_split); `xft eval` reads "
+             f"'{d.test_split}' (data.test_split) and unlabelled text comes from '{d.unlabelled_split}'. Rename the "
+             f"file, or set the split key to '{split}'")
 
 
 def check_label_sets(train: Mapping[str, Split], head: Any, split: str = "train") -> None:

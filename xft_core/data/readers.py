@@ -346,8 +346,12 @@ def validate(data: DataSet, head: Any, splits: Iterable[str]) -> None:
                     raise DataError(f"{file} line {line}: {problem}")
 
 
-def select(data: DataSet, split: str, languages: list[str], limit: int = 0, *, required: bool = True) -> dict[str, Split]:
-    """The named languages of one split (first `limit` rows each when limit > 0)."""
+def select(data: DataSet, split: str, languages: list[str], limit: int = 0, *, required: bool = True,
+           label_field: str | None = None) -> dict[str, Split]:
+    """The named languages of one split; with `limit`, at most that many rows each, drawn across the file
+    reproducibly and stratified by `label_field` where rows have one (`data/sampling.py`), not the first rows."""
+    from xft_core.data.sampling import spread_indices
+
     available = data.languages(split)
     chosen: dict[str, Split] = {}
     for language in languages:
@@ -360,6 +364,8 @@ def select(data: DataSet, split: str, languages: list[str], limit: int = 0, *, r
                 )
             continue
         if limit and len(part) > limit:
-            part = Split(language, split, part.rows[:limit], part.where[:limit])
+            labels = [row.get(label_field) for row in part.rows] if label_field else None
+            keep = spread_indices(len(part), limit, key=split, labels=labels)
+            part = Split(language, split, [part.rows[i] for i in keep], [part.where[i] for i in keep])
         chosen[language] = part
     return chosen

@@ -132,6 +132,7 @@ def eval_data(data: Any, runs: list[Path], split: str | None, languages: Sequenc
         present = ", ".join(sorted(data.splits)) or "none"
         raise DataError(f"No '{split}' split in {where} (splits present: {present}). "
                         "Choose one with --split (Python: split=...).")
-    parts = select(data, split, list(languages or data.languages(split)), max_examples)
+    parts = select(data, split, list(languages or data.languages(split)), max_examples,
+                   label_field=getattr(getattr(head, "fields", None), "label", None))
     validate(DataSet({split: parts}), head, [split])
     return parts, split

@@ -9,7 +9,13 @@ from xft_core.adapters import check_init_from, init_weights_from
 from xft_core.config import ConfigError, RunConfig, build_options
 from xft_core.config.load import check_max_length
 from xft_core.data import DataError, DataSet, Split, select, validate
-from xft_core.data.loading import check_label_sets, data_source_label, dataset_from_config, evaluation_languages
+from xft_core.data.loading import (
+    check_label_sets,
+    data_source_label,
+    dataset_from_config,
+    evaluation_languages,
+    warn_unread_splits,
+)
 from xft_core.evaluation.predict import with_language
 from xft_core.hooks import LanguageSampler, PluginError, SamplerSpec, Strategy, StrategySpec, TaskHead
 from xft_core.hooks.manager import collect, get_plugin_manager, get_spec
@@ -41,10 +47,12 @@ def load_data(config: RunConfig, head: TaskHead, pm: Any = None) -> tuple[DataSe
     `data.few_shot: K`, the train rows also hold K rows of each evaluation language that has no training data."""
     d = config.data
     data = dataset_from_config(d, pm)
+    warn_unread_splits(d, data)
     train_languages = source_languages(config, data)
     if not train_languages:
         raise DataError(f"No '{d.train_split}' split found in {data_source_label(d)} (config key: data.train_split)")
-    train = select(data, d.train_split, train_languages, d.max_train_examples)
+    label_field = getattr(head.fields, "label", None)  # samples of max_*_examples keep each label's share
+    train = select(data, d.train_split, train_languages, d.max_train_examples, label_field=label_field)
     if d.few_shot:
         targets = [lang for lang in (d.eval_languages or ()) if lang not in train]
         if not targets:
@@ -54,7 +62,7 @@ def load_data(config: RunConfig, head: TaskHead, pm: Any = None) -> tuple[DataSe
     validate(DataSet({d.train_split: train}), head, [d.train_split])
     check_label_sets({lang: train[lang] for lang in train_languages}, head, d.train_split)
     eval_languages = evaluation_languages(d, data, train_languages, per_language=config.adapters == "per_language")
-    dev = select(data, d.dev_split, eval_languages, d.max_eval_examples, required=False)
+    dev = select(data, d.dev_split, eval_languages, d.max_eval_examples, required=False, label_field=label_field)
     validate(DataSet({d.dev_split: dev}), head, [d.dev_split])
     return data, train, dev
 
