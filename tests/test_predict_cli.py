@@ -132,3 +132,30 @@ def test_predict_works_for_the_tagging_and_generation_heads(tiny_model, tmp_path
     assert main(["predict", str(generation.paths.root), "Guten Morgen.", "--language", "de"]) == 0
     (generated,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert isinstance(generated["text"], str) and generated["adapter"] == "multilingual"
+
+
+def test_eval_predict_and_serve_score_in_the_runs_precision_and_say_it_once(run_dir, tmp_path, capsys):
+    """Eval used the run's training.precision, predict and serve full precision: on a bf16 machine one adapter
+    scored differently in eval and in serving. Now all three default to the run's, and print it once."""
+    import shutil
+
+    import yaml
+
+    from xft_core.cli.serve import build_router
+    from xft_core.inference.router import Router
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["training"]["precision"] = "bf16"
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    said = f"precision: bf16, from training.precision of {run / 'config.yaml'}"
+
+    assert main(["predict", str(run), "phone good"]) == 0
+    assert [line for line in capsys.readouterr().err.splitlines() if line.startswith("precision:")] == [said]
+    assert main(["eval", str(run), "--split", "dev", "--max-examples", "2", "--out", str(tmp_path / "r"),
+                 "--no-progress"]) == 0
+    assert [line for line in capsys.readouterr().err.splitlines() if line.startswith("precision:")] == [said]
+    assert build_router(run).precision == "bf16" and Router.from_run(run).precision == "bf16"
+    assert main(["predict", str(run), "phone good", "--precision", "no"]) == 0
+    assert "precision: no, from --precision" in capsys.readouterr().err

@@ -12,7 +12,9 @@ from xft_core.adapters.package import (
     load_base,
     save_package,
     strategy_from_manifest,
+    trained_precision,
 )
 
 __all__ = ["MANIFEST", "AdapterError", "Base", "Manifest", "attach", "base_fingerprint", "check_base", "check_compatible",
-           "check_init_from", "head_from_manifest", "init_weights_from", "load_base", "save_package", "strategy_from_manifest"]
+           "check_init_from", "head_from_manifest", "init_weights_from", "load_base", "save_package",
+           "strategy_from_manifest", "trained_precision"]

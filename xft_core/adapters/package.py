@@ -172,6 +172,31 @@ def init_weights_from(strategy: Strategy, model: Any, folder: Path, adapters: li
                            f"{str(exc)[:300]}); was it trained on this base model, task and strategy?") from exc
 
 
+def trained_precision(path: Path) -> tuple[str, str]:
+    """The precision setting a run's adapters were trained and dev-scored in, and where it was read: the run's
+    `config.yaml` (`path` a run folder, its adapters/ folder, or a package inside one), else the package's manifest
+    (`precision`); ("no", ...) when neither says. `xft eval`, `predict` and `serve` default to it, so one adapter
+    scores the same in all three and in training."""
+    from xft_core.config import ConfigError, load_config
+
+    path = Path(path)
+    for folder in (path, path.parent, path.parent.parent):
+        if (folder / "config.yaml").is_file():
+            try:
+                return load_config(folder / "config.yaml").training.precision, f"training.precision of {folder / 'config.yaml'}"
+            except ConfigError:
+                break
+    for candidate in (path, *sorted(p for p in path.iterdir() if p.is_dir())) if path.is_dir() else ():
+        if (candidate / MANIFEST).is_file():
+            try:
+                value = Manifest.read(candidate).data.get("precision")
+            except AdapterError:
+                continue
+            if value in ("auto", "no", "bf16", "fp16"):
+                return str(value), f"precision of {candidate / MANIFEST}"
+    return "no", "no run config or manifest says otherwise"
+
+
 def package_sha256(folder: Path) -> str:
     """sha256 over every file of a package (relative path, then bytes), in path order."""
     import hashlib

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from xft_core.cli.options import add_precision, chosen_precision
 from xft_core.hooks import CommandSpec, hookimpl
 
 
@@ -34,9 +35,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from xft_core.util.console import console as make_console
 
     languages = [lang.strip() for lang in args.languages.split(",") if lang.strip()] if args.languages else None
+    precision = chosen_precision(args.precision, args.sources[0], args.device)
     result = evaluate(args.sources, args.data, out=args.out, metric=args.metric, languages=languages, split=args.split,
                       include_base=args.base, each_adapter=args.each_adapter, max_examples=args.max_examples,
-                      batch_size=args.batch_size, max_length=args.max_length, device=args.device, precision=args.precision,
+                      batch_size=args.batch_size, max_length=args.max_length, device=args.device, precision=precision,
                       progress=not args.no_progress, scale=parse_scale(args.scale), calibrated=not args.no_calibration)
     if args.json:
         import json
@@ -70,8 +72,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-length", type=int, default=None, help="tokens per example (default: the run's training.max_length)")
     p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
-    p.add_argument("--precision", choices=["auto", "no", "bf16", "fp16"],
-                   help="autocast for the forwards (default: the run's training.precision; auto = bf16 where supported)")
+    add_precision(p)
     base = p.add_mutually_exclusive_group()
     base.add_argument("--no-base", dest="base", action="store_const", const=False, help="no zero-shot base row")
     base.add_argument("--base", dest="base", action="store_const", const=True,

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Iterable, TextIO
 
 from xft_core.adapters import AdapterError
+from xft_core.cli.options import add_precision, chosen_precision
 from xft_core.hooks import CommandSpec, hookimpl
 
 # fields of a router prediction that stay out of the command's output
@@ -38,8 +39,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--file", type=Path, help="one text per line, or JSON Lines with 'text' (and 'language')")
     p.add_argument("--language", default="auto", help="language of every text without its own, or 'auto' to detect (default)")
     p.add_argument("--capacity", type=int, default=8, help="adapters kept loaded at once (default 8)")
-    p.add_argument("--precision", default="no", choices=["no", "auto", "bf16", "fp16"],
-                   help="forward precision: no (exact, default), auto (bf16 where supported)")
+    add_precision(p)
     p.add_argument("--fallback", metavar="NAME", help="adapter for languages without one (default: the bare base model)")
     p.add_argument("--fallback-map", metavar="FILE", type=Path,
                    help="a JSON file: language -> adapter, merge or ensemble (docs/transfer.md), or the sources.json of "
@@ -128,7 +128,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     router = Router.from_run(args.path, capacity=args.capacity, fallback=with_default(args.fallback_map, args.fallback),
                              batch_size=args.batch_size,
-                             precision=args.precision)
+                             precision=chosen_precision(args.precision, args.path))
     languages = [row.get("language") or args.language for row in rows]
     # whole rows go in, so JSON Lines can carry a second text (`text_pair`) for pair classification
     inputs = [{**router.row_from_text(row["text"]), **{k: v for k, v in row.items() if k not in ("text", "language")}}

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from xft_core.cli.options import add_precision, chosen_precision
 from xft_core.hooks import CommandSpec, hookimpl
 
 
@@ -36,8 +37,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 exposes it to the network)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--capacity", type=int, default=8, help="adapters held in memory at once (LRU eviction; pinned ones stay)")
-    p.add_argument("--precision", default="no", choices=["no", "auto", "bf16", "fp16"],
-                   help="forward precision: no (exact, default), auto (bf16 where supported: faster on CPUs with native bf16)")
+    add_precision(p)
     p.add_argument("--fallback", default=None, metavar="NAME",
                    help="adapter for languages without their own (default: the base model)")
     p.add_argument("--fallback-map", default=None, metavar="FILE", type=Path,
@@ -65,12 +65,14 @@ def register(subparsers: Any) -> None:
 
 
 def build_router(target: str | Path, *, capacity: int = 8, fallback: str | None = None, device: str | None = None,
-                 precision: str = "no", fallback_map: Path | None = None) -> Any:
-    """A Router over a run folder (its adapters/*), a folder of adapter packages, or one package."""
+                 precision: str | None = None, fallback_map: Path | None = None) -> Any:
+    """A Router over a run folder (its adapters/*), a folder of adapter packages, or one package; the precision
+    given, else the run's own (printed once)."""
     from xft_core.inference.fallback import with_default
     from xft_core.inference.router import Router
 
     fallback = with_default(fallback_map, fallback)
+    precision = chosen_precision(precision, target, device)
     return Router.from_run(Path(target).expanduser(), capacity=capacity, fallback=fallback, device=device, precision=precision)
 
 

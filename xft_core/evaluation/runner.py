@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
-from xft_core.adapters import Manifest
+from xft_core.adapters import Manifest, trained_precision
 from xft_core.config.load import check_max_length
 from xft_core.evaluation.calibration import Calibration
 from xft_core.evaluation.matrix import BASE_LABEL, MatrixRow, TransferMatrix
@@ -73,8 +73,9 @@ def transfer_matrix(
         import torch
 
         device = "cuda" if torch.cuda.is_available() else None
-    # the runs' own precision by default, so the matrix agrees with the dev scores logged in training
-    precision = resolve_precision(precision or _config_value(runs, lambda c: c.training.precision, "no"), device or "cpu")
+    # the runs' own precision by default, so the matrix agrees with the dev scores logged in training, and with
+    # what `xft predict` and `xft serve` answer (trained_precision is their default too)
+    precision = resolve_precision(precision or trained_precision(Path(packages[0]))[0], device or "cpu")
     base = load_base(packages[0], pm, device=device)
     check_max_length(max_length, base.model.config, key="--max-length (Python: max_length)")
     matrix = _empty_matrix(first, base.head, parts, split, pm)

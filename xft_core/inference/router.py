@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-from xft_core.adapters import AdapterError, Base
+from xft_core.adapters import AdapterError, Base, trained_precision
 from xft_core.evaluation.calibration import Calibration
 from xft_core.hooks import BASE_ADAPTER, ROW_LANGUAGE
 from xft_core.inference.cache import AdapterCache, Loaded
@@ -130,6 +130,7 @@ class Router(Forwarding):
     def from_run(cls, run_dir: str | Path, **kwargs: Any) -> "Router":
         """A router over every package of a run (or adapters folder, or one package); the base loads once."""
         packages = find_packages(run_dir)
+        kwargs.setdefault("precision", trained_precision(Path(run_dir))[0])  # the run's, as `xft eval` scores it
         router = cls(next(iter(packages.values())), **kwargs)
         for name, folder in packages.items():
             router.register(name, folder)

@@ -25,6 +25,7 @@ def manifest_for(run: Run, adapter: str | None, languages: list[str]) -> dict[st
         "strategy": run.config.strategy,
         "strategy_options": dict(run.config.strategy_options),
         **({"init_from": run.init_from} if run.init_from else {}),
+        "precision": run.config.training.precision,  # what eval, predict and serve default to (trained_precision)
         "few_shot": {"k": run.config.data.few_shot, "languages": run.few_shot_languages} if run.few_shot_languages else {},
         "averaged_checkpoints": run.averaged_steps,
         "metrics": {lang: run.metrics[lang] for lang in languages if lang in run.metrics},
