@@ -208,3 +208,33 @@ def test_unlabelled_text_of_the_parallel_sets_is_disjoint_from_training_and_eval
         used = {row["text"] + row.get("text_pair", "") for rows in english.values() for row in rows}
         translations = [parallel[row["text"] + row.get("text_pair", "")] for row in unlabelled]
         assert not set(translations) & used, f"{name}: an unlabelled {target} row translates a training or test row"
+
+
+def test_a_torn_last_line_of_results_is_dropped_with_a_warning_and_other_bad_lines_are_named(tmp_path):
+    """A suite killed mid-append left a cut-off last line: the next run stopped on a JSONDecodeError naming no file."""
+    from xft_core.bench.transfer import _read_results
+    from xft_core.data.readers import DataWarning
+    from xft_core.util.errors import UserError
+
+    log = tmp_path / "results.jsonl"
+    done = {"task": "sib200", "recipe": "lora-head", "seed": 0, "steps": 40, "batch_size": 16}
+    log.write_text(json.dumps(done) + "\n" + json.dumps({**done, "seed": 1})[:25], encoding="utf-8")
+    with pytest.warns(DataWarning, match=rf"{log} line 2: cut off"):
+        assert _read_results(log) == [done]
+    assert log.read_text(encoding="utf-8") == json.dumps(done) + "\n", "the next record starts on a line of its own"
+    log.write_text("{not json\n" + json.dumps(done) + "\n", encoding="utf-8")
+    with pytest.raises(UserError, match=rf"{log} line 1: not a JSON object"):
+        _read_results(log)
+
+
+def test_out_that_is_a_training_run_folder_is_refused(tmp_path):
+    from xft_core.bench.transfer import Suite, run_suite
+    from xft_core.util.errors import UserError
+
+    (tmp_path / "config.yaml").write_text("name: mine\n")
+    (tmp_path / "metrics.jsonl").write_text("")
+    suite = Suite(tasks=["sib200"], recipes=["lora-head"], seeds=[0], out=tmp_path, data_root=tmp_path)
+    with pytest.raises(UserError, match=rf"--out {tmp_path} is a training run folder"):
+        run_suite(suite)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml", "metrics.jsonl"]
+

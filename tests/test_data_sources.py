@@ -96,6 +96,23 @@ def test_a_file_that_is_no_parquet_is_a_data_error_naming_it(dpm, tmp_path):
         load(dpm, tmp_path)
 
 
+def test_an_empty_parquet_file_or_table_is_a_data_warning_like_an_empty_jsonl(dpm, tmp_path):
+    """A 0-byte .parquet was an error, an empty table a bare UserWarning; both now read as the empty JSONL does."""
+    from xft_core.data.readers import DataWarning
+
+    for (lang, split), rows in ROWS.items():
+        pq.write_table(pa.Table.from_pylist(rows), tmp_path / f"{lang}.{split}.parquet")
+    (tmp_path / "fr.train.parquet").write_bytes(b"")
+    pq.write_table(pa.Table.from_pylist([], schema=pa.schema([("text", pa.string()), ("label", pa.string())])),
+                   tmp_path / "it.train.parquet")
+    with pytest.warns(DataWarning) as caught:
+        data = load(dpm, tmp_path)
+    messages = [str(w.message) for w in caught]
+    assert f"{tmp_path / 'fr.train.parquet'}: no rows (an empty file), so it adds nothing" in messages
+    assert f"{tmp_path / 'it.train.parquet'}: no rows (an empty table), so it adds nothing" in messages
+    assert_same(data)
+
+
 # ------------------------------------------------------------------------------------------- save_to_disk
 def test_a_saved_datasetdict_with_a_language_column(dpm, tmp_path):
     by_split = {split: with_language({k: v for k, v in ROWS.items() if k[1] == split}) for split in ("train", "dev")}

@@ -356,6 +356,41 @@ def test_vllm_and_lorax_refuse_what_their_loaders_cannot_serve(generation, runs,
 
 
 # ------------------------------------------------------------------------------------------------- CLI
+@pytest.mark.parametrize("max_length, message", [(0, "give the longest input in tokens, at least 1"),
+                                                 (100000, "the model takes at most 128 tokens")])
+def test_torchscript_max_length_out_of_bounds_is_one_error(runs, tmp_path, capsys, max_length, message):
+    """100000 was a raw tensor-size error from the trace; 0 silently became 128."""
+    from xft_core.cli.main import main
+
+    assert main(["export", str(runs["per_language"]), "--adapter", "de", "--to", "torchscript", "--out",
+                 str(tmp_path / "ts"), "--max-length", str(max_length)]) == 2
+    err = capsys.readouterr().err
+    assert f"--max-length {max_length}: {message}" in " ".join(err.split()) and "Traceback" not in err
+    assert not (tmp_path / "ts").exists()
+
+
+def test_out_that_is_a_symlink_is_refused_and_left_alone(runs, pm, tmp_path):
+    """It used to be replaced by a folder, leaving a `.old-PID` link behind."""
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    with pytest.raises(ExportError, match=rf"--out {tmp_path / 'link'}: is a symbolic link.*--out {tmp_path / 'real'}"):
+        export(runs["qwen2"], tmp_path / "link", pm=pm)
+    assert (tmp_path / "link").is_symlink() and sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]
+
+
+def test_an_out_that_cannot_be_written_is_named_not_its_hidden_temporary(runs, pm, tmp_path, monkeypatch):
+    import tempfile
+
+    def refuse(*args, dir=None, prefix="", suffix="", **kwargs):
+        raise PermissionError(13, "Permission denied", f"{dir}/{prefix}x1y2{suffix}")
+
+    monkeypatch.setattr(tempfile, "mkdtemp", refuse)  # what a read-only parent folder does (root ignores modes)
+    with pytest.raises(ExportError) as error:
+        export(runs["qwen2"], tmp_path / "out", pm=pm)
+    assert str(error.value).startswith(f"--out {tmp_path / 'out'}: cannot write the export there (Permission denied)")
+    assert ".tmp" not in str(error.value)
+
+
 def test_cli_exit_codes_and_messages(runs, tmp_path, capsys):
     from xft_core.cli.main import main
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -156,3 +157,40 @@ def test_the_run_name_is_a_plain_folder_name(name, easy_data, tmp_path):
 def test_plain_run_names_are_accepted(easy_data, tmp_path):
     for name in ("run", "de-en_2.v1", "ëxperiment"):
         assert load_config({"name": name, "output_dir": str(tmp_path), "data": {"path": str(easy_data)}}).name == name
+
+
+@pytest.mark.parametrize("failure, said", [
+    ("torch", "no space left on the device while writing this checkpoint file"),  # torch's enforce-fail, disk full
+    ("enospc", "no space left on the device while writing this checkpoint file"),
+    ("efbig", "file too large for this file system or for the file-size limit"),
+])
+def test_a_full_disk_while_checkpointing_names_the_file_and_the_cause(failure, said, tiny_model, easy_data, tmp_path,
+                                                                      pm, monkeypatch):
+    """Was `RuntimeError: [enforce fail at inline_container.cc:672]`, naming neither file nor cause."""
+    import errno
+
+    import torch
+
+    import xft_core.training.checkpoints as checkpoints
+
+    real_save, calls = torch.save, []
+
+    def save(obj, path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) < 2:  # the checkpoint of step 2 is written, that of step 4 fails
+            return real_save(obj, path, *args, **kwargs)
+        if failure == "torch":
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing file "
+                               "data/3: file write failed")
+        code = errno.ENOSPC if failure == "enospc" else errno.EFBIG
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(torch, "save", save)
+    monkeypatch.setattr(checkpoints, "_free_bytes", lambda folder: 4096)  # what a full disk reports
+    with pytest.raises(OSError) as error:
+        train(config_for(tiny_model, easy_data, tmp_path), pm=pm, progress=False)
+    run = tmp_path / "tiny"
+    assert str(error.value).startswith(f"{run / 'checkpoints' / 'step-4' / 'optimizer.pt'}: {said}"), error.value
+    assert "the last complete checkpoint is kept" in str(error.value)
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-2"], "no half-written checkpoint"
+    assert (run / "checkpoints" / "step-2" / "COMPLETE").is_file()

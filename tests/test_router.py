@@ -358,6 +358,17 @@ def test_a_package_for_another_base_model_is_refused(runs, pm, tmp_path):
         router.register("ru-full", whole)
 
 
+@pytest.mark.parametrize("name", ["adapter_model.BIN", "sub/evil.pt", "deep/er/x.Pkl"])
+def test_pickle_files_are_refused_in_any_case_and_any_sub_folder(runs, pm, tmp_path, name):
+    """Only top-level lower-case names were refused: `adapter_model.BIN` and `sub/evil.pt` loaded with 200."""
+    router = Router.from_run(runs["bert"], pm=pm)
+    package = copy_package(runs["bert"] / "adapters" / "en", tmp_path / "en")
+    (package / name).parent.mkdir(parents=True, exist_ok=True)
+    (package / name).write_bytes(b"\x80\x04not really a pickle")
+    with pytest.raises(AdapterError, match=f"holds pickle files \\({name}\\)"):
+        router.register("en-bin", package)
+
+
 def test_a_package_holding_a_pickle_file_is_refused(runs, pm, tmp_path):
     router = Router.from_run(runs["bert"], pm=pm)
     package = copy_package(runs["bert"] / "adapters" / "en", tmp_path / "en")
@@ -570,3 +581,14 @@ def test_capacity_one_serves_mixed_batches_one_adapter_at_a_time(runs, pm):
     assert worst([p["logits"] for p in narrow[:-1]], [p["logits"] for p in wide]) < 1e-5
     assert worst([narrow[-1]["logits"]], [base_alone]) < 1e-6
     assert [p["adapter_version"] for p in narrow] == [1] * 6 + [None]
+
+
+def test_adapters_given_by_a_relative_path_are_listed_with_absolute_paths(runs, pm, monkeypatch):
+    """`xft serve runs/x` listed runs/x/adapters/en, while docs/security.md says listings and PUT use absolute paths."""
+    from xft_core.inference.admin import describe
+
+    monkeypatch.chdir(runs["bert"].parent)
+    router = Router.from_run(runs["bert"].name, pm=pm)
+    assert all(folder.is_absolute() and folder.is_dir() for folder in router.registered().values())
+    listed = [row["path"] for row in describe(router)["adapters"].values()]
+    assert listed and all(Path(path).is_absolute() for path in listed), listed

@@ -8,7 +8,7 @@ import warnings
 from pathlib import Path
 from typing import Iterator
 
-from xft_core.hooks import DataPart, DataRequest, DataSourceError
+from xft_core.hooks import DataPart, DataRequest, DataSourceError, DataWarning
 from xft_datasets.tables import by_language, require
 
 _NAME = re.compile(r"^(?P<lang>[^.]+)\.(?P<split>[^.]+)\.parquet$", re.IGNORECASE)
@@ -46,17 +46,21 @@ def load_parquet(request: DataRequest) -> Iterator[DataPart]:
         elif split_only:
             yield from _read(file, request, language=None, split=split_only["split"])
         else:
-            warnings.warn(f"{file}: skipped, the name does not match {PATTERN}; rename it to read it", stacklevel=2)
+            warnings.warn(DataWarning(f"{file}: skipped, the name does not match {PATTERN}; rename it to read it"),
+                          stacklevel=2)
 
 
 def _read(file: Path, request: DataRequest, *, language: str | None, split: str | None) -> Iterator[DataPart]:
     parquet = require("pyarrow.parquet", str(file))
+    if file.stat().st_size == 0:  # as the file reader says of an empty .jsonl
+        warnings.warn(DataWarning(f"{file}: no rows (an empty file), so it adds nothing"), stacklevel=2)
+        return
     try:
         table = parquet.read_table(file)
     except Exception as exc:  # pyarrow's own errors (ArrowInvalid, OSError) for a file that is no Parquet
         raise DataSourceError(f"{file}: not a readable Parquet file ({type(exc).__name__}: {exc})") from None
     rows = table.to_pylist()
     if not rows:
-        warnings.warn(f"{file}: no rows (an empty table), so it adds nothing", stacklevel=2)
+        warnings.warn(DataWarning(f"{file}: no rows (an empty table), so it adds nothing"), stacklevel=2)
         return
     yield from by_language(rows, table.column_names, str(file), request, language=language, split=split)

@@ -119,10 +119,17 @@ def check_compatible(base: Base, folder: Path) -> Manifest:
     if manifest.data.get("labels") != base.manifest.data.get("labels"):
         raise AdapterError(f"{folder}: label set {manifest.data.get('labels')} differs from the base's "
                            f"{base.manifest.data.get('labels')}")
-    unsafe = [p.name for p in Path(folder).iterdir() if p.suffix in PICKLE_SUFFIXES]
+    unsafe = pickle_files(Path(folder))
     if unsafe:
         raise AdapterError(f"{folder}: holds pickle files ({', '.join(unsafe)}); xft loads only safetensors")
     return manifest
+
+
+def pickle_files(folder: Path) -> list[str]:
+    """Files anywhere in the package (sub-folders too) whose suffix, in any case, is one torch.load would unpickle
+    (`adapter_model.BIN`, `sub/evil.pt`), as paths relative to the package."""
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                  if p.suffix.lower() in PICKLE_SUFFIXES and (p.is_file() or p.is_symlink()))
 
 
 def check_init_from(folder: Path, model_path: Path, *, task: str = "", label_info: Mapping[str, Any] | None = None

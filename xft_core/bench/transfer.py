@@ -23,6 +23,7 @@ from xft_core.bench.tasks import TASKS, SuiteTask, task_data
 from xft_core.hooks import RecipeSpec
 from xft_core.util.errors import UserError
 from xft_core.util.files import atomic_write_json, atomic_write_text
+from xft_core.util.runfiles import CONFIG, is_run_folder
 
 __all__ = ["Suite", "markdown", "run_suite"]
 
@@ -77,6 +78,9 @@ def run_suite(suite: Suite, *, console: Any = None) -> dict[str, Any]:
     from xft_core.util.console import console as make_console
 
     recipes = suite.check()
+    if is_run_folder(suite.out):
+        raise UserError(f"--out {suite.out} is a training run folder (it holds {CONFIG}); the suite would write its "
+                        "runs, results.jsonl and report into it. Give the suite a folder of its own")
     console = console or make_console(stderr=True)
     suite.out.mkdir(parents=True, exist_ok=True)
     log = suite.out / "results.jsonl"
@@ -242,6 +246,32 @@ def _prepare(suite: Suite, task: SuiteTask, data: Path, chosen: list[RecipeSpec]
 
 
 def _read_results(path: Path) -> list[dict[str, Any]]:
+    """The finished runs in results.jsonl. A cut-off last line (a suite killed while appending) is dropped from the
+    file with a warning, so that run is repeated and the next line starts on a line of its own; any other line
+    that is not a JSON object is an error naming file and line."""
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    lines = path.read_bytes().decode("utf-8", "replace").split("\n")
+    results: list[dict[str, Any]] = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if isinstance(record, dict):
+            results.append(record)
+            continue
+        if all(not rest.strip() for rest in lines[number:]):  # the last line: torn by a kill mid-append
+            import warnings
+
+            from xft_core.data.readers import DataWarning
+
+            warnings.warn(DataWarning(f"{path} line {number}: cut off (the suite stopped while writing it); dropped, "
+                                      "so that run is done again"), stacklevel=2)
+            atomic_write_text(path, "".join(line + "\n" for line in lines[:number - 1] if line.strip()))
+            break
+        raise UserError(f"{path} line {number}: not a JSON object (a finished run's record); repair or delete the line "
+                        "(that run is then done again)")
+    return results

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
-from xft_core.util.errors import UserError
+from xft_core.util.errors import DataWarning, UserError
 
 EXTENSIONS = ("jsonl", "json", "csv", "tsv", "txt")  # txt: one text a line (unlabelled text), field "text"
 _EXT = r"(?P<ext>(?i:jsonl|json|csv|tsv|txt))"  # the extension in any case: de.train.JSONL is read like de.train.jsonl
@@ -34,10 +34,6 @@ _BAD_NAME = re.compile(r"[\s/\\:*?\"<>|\x00-\x1f\x7f]|^\.")  # language and spli
 
 class DataError(UserError):
     """Malformed data; the message names the file and line."""
-
-
-class DataWarning(UserWarning):
-    """Data that is read, but perhaps not as meant (a file skipped, a language only evaluated); names the file."""
 
 
 def warn(message: str) -> None:

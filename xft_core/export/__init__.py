@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from xft_core.export.sources import EXPORT_INFO, ExportError, find_package
+from xft_core.export.sources import EXPORT_INFO, ExportError, find_package, writable_out
 
 TARGETS = ("merged", "vllm", "lorax", "torchscript")
 
@@ -51,7 +51,17 @@ def export(source: str | Path, out: str | Path, to: str = "merged", *, adapter: 
     """
     if to not in TARGETS:
         raise ExportError(f"unknown export target '{to}'; choose one of: {', '.join(TARGETS)}")
+    if max_length is not None and max_length < 1:  # 0 used to become the default silently
+        raise ExportError(f"--max-length {max_length}: give the longest input in tokens, at least 1")
     package = find_package(source, adapter)
+    try:
+        return _export(package, Path(out), to, language=language, max_length=max_length, pm=pm)
+    except OSError as exc:
+        writable_out(Path(out), exc)  # the hidden temporary folder named as --out
+        raise
+
+
+def _export(package: Path, out: Path, to: str, *, language: str | None, max_length: int | None, pm: Any) -> Exported:
     if to == "merged":
         from xft_core.export.merged import export_merged
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,10 @@ def find_package(source: str | Path, adapter: str | None = None) -> Path:
 def check_out(out: Path, package: Path) -> None:
     """`out` is new, empty, or an earlier export (replaced whole), and neither inside the package nor holding it."""
     out, package = Path(out), Path(package)
+    if out.is_symlink():
+        raise ExportError(f"--out {out}: is a symbolic link (to {os.readlink(out)}); an export replaces its folder whole, "
+                          f"which would replace the link, not write where it points. Give the folder itself: "
+                          f"--out {out.resolve()}")
     if out.exists() and not out.is_dir():
         raise ExportError(f"--out {out}: is a file; give a new or empty folder")
     if out.is_dir() and any(out.iterdir()) and not (out / EXPORT_INFO).is_file():
@@ -60,6 +65,16 @@ def check_out(out: Path, package: Path) -> None:
     target, source = out.resolve(), package.resolve()
     if target == source or source in target.parents or target in source.parents:
         raise ExportError(f"--out {out}: overlaps the package it exports ({package}); write the export elsewhere")
+
+
+def writable_out(out: Path, error: OSError) -> None:
+    """An OSError while writing the export: when it names the hidden temporary folder beside `out` (or `out`), say
+    it of `--out` instead (raises ExportError); otherwise return and let it propagate."""
+    out = Path(out)
+    name = str(getattr(error, "filename", "") or "")
+    if name and (name == str(out) or Path(name).parent == out.parent and Path(name).name.startswith(f".{out.name}.")):
+        raise ExportError(f"--out {out}: cannot write the export there ({error.strerror or error}); "
+                          f"check that {out.parent} exists and is writable, and has free space") from None
 
 
 def export_record(package: Path, manifest: Manifest, to: str, **extra: Any) -> dict[str, Any]:

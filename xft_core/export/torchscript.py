@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from xft_core.adapters import Manifest, head_from_manifest
+from xft_core.config.load import position_limit
 from xft_core.export.merged import merged_model
 from xft_core.export.sources import EXPORT_INFO, ExportError, check_out, export_record
 from xft_core.util.files import atomic_folder, atomic_write_json
@@ -46,6 +47,11 @@ def export_torchscript(package: Path, out: Path, *, pm: Any = None, language: st
                           "Export it --to merged (a Hugging Face folder; for label words it records how to score)")
     max_length = max_length or _run_max_length(package) or 256
     merged, base, manifest, _ = merged_model(package, pm, language)
+    limit = position_limit(base.model.config)
+    if limit is not None and max_length > limit:
+        raise ExportError(f"--max-length {max_length}: the model takes at most {limit} tokens (max_position_embeddings "
+                          f"in its config.json); the export is traced and checked up to --max-length, so give {limit} "
+                          "or less")
     names = _input_names(base, max_length)
     wrapper = logits_module(merged).eval()
     record = export_record(package, manifest, "torchscript", file=MODEL_FILE, inputs=names, output="logits",

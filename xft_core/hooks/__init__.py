@@ -34,11 +34,12 @@ from xft_core.hooks.protocols import (
 )
 from xft_core.hooks.sampling import ProbabilitySampler, proportions
 from xft_core.hooks.spec import hookimpl, hookspec
-from xft_core.util.errors import UserError
+from xft_core.util.errors import DataWarning, UserError
 
 __all__ = [
     "BASE_ADAPTER", "KINDS", "ROW_LANGUAGE", "SINGULAR", "Combining", "CommandSpec", "DataPart", "DataRequest",
-    "DataSourceError", "DataSourceSpec", "LanguageSampler", "MetricSpec", "ModelKind", "ModelSourceSpec", "NoOptions",
+    "DataSourceError", "DataSourceSpec", "DataWarning", "LanguageSampler", "MetricSpec", "ModelKind", "ModelSourceSpec",
+    "NoOptions",
     "PluginConflictError", "PluginError", "ProbabilitySampler", "RecipeSpec", "RecipeTask", "RowFields", "SamplerSpec",
     "Strategy", "StrategySpec", "TaskHead", "TaskHeadSpec", "UserError", "hookimpl", "hookspec", "proportions",
 ]

@@ -145,7 +145,7 @@ class Router(Forwarding):
         with self._lock:
             if name in self._packages:
                 raise AdapterError(f"adapter '{name}' is already registered; use replace('{name}', folder) for a new version")
-            folder = Path(folder)
+            folder = Path(folder).absolute()  # listed absolute, like the paths PUT takes
             self._packages[name] = self._validate(folder, version=1, digest=content_hash(folder))
             self._routes = routes_for(self._packages)
             if pin:
@@ -233,7 +233,7 @@ class Router(Forwarding):
         answers until the switch and keeps answering if the load fails; else the new version loads on first use."""
         with self._lock:
             old = self._package(name)
-            folder = Path(folder)
+            folder = Path(folder).absolute()
             version = old.version + 1
             if name in self.cache.loaded or load:
                 self.cache.check_room(name, set())

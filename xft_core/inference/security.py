@@ -63,6 +63,10 @@ def _digest(secret: bytes) -> bytes:
 
 class AdminAccess:
     def __init__(self, token: str | None = None, *, trust_loopback: bool = False, roots: Sequence[str | Path] = ()):
+        if token is not None and (not token or token != token.strip()):
+            raise UserError("the admin token is empty or starts or ends with whitespace, which the 'Authorization: "
+                            "Bearer' header loses, so no client could ever authenticate; use e.g. "
+                            "python -c 'import secrets; print(secrets.token_urlsafe(32))'")
         if token is not None and len(token) < MIN_TOKEN_CHARS:
             raise UserError(f"the admin token has {len(token)} characters; use at least {MIN_TOKEN_CHARS}, e.g. "
                              "python -c 'import secrets; print(secrets.token_urlsafe(32))'")

@@ -7,13 +7,15 @@ damaged file ends a run that an older checkpoint can continue.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
 import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
@@ -43,14 +45,17 @@ def save_checkpoint(run: Any, optimizer: Any, scheduler: Any, extra: Mapping[str
     if not run.accelerator.is_main_process:
         return target
     with atomic_folder(target) as tmp:
-        save_file(_trainable_state(run), str(tmp / "trainable.safetensors"))
+        with _writing(target / "trainable.safetensors"):
+            save_file(_trainable_state(run), str(tmp / "trainable.safetensors"))
         _pause_for_tests(tmp, run.step)
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        with _writing(target / "optimizer.pt"):
+            torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         rng = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available():
             for i, state in enumerate(torch.cuda.get_rng_state_all()):
                 rng[f"cuda{i}"] = state
-        save_file(rng, str(tmp / "rng.safetensors"))
+        with _writing(target / "rng.safetensors"):
+            save_file(rng, str(tmp / "rng.safetensors"))
         state = {
             "step": run.step,
             "scheduler": scheduler.state_dict(),
@@ -61,10 +66,43 @@ def save_checkpoint(run: Any, optimizer: Any, scheduler: Any, extra: Mapping[str
             "best": run.best,
             **extra,
         }
-        atomic_write_json(tmp / "state.json", state)
+        with _writing(target / "state.json"):
+            atomic_write_json(tmp / "state.json", state)
         (tmp / "COMPLETE").write_text("ok\n")
     _prune_checkpoints(run)
     return target
+
+
+@contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """A failed write of one checkpoint file as an OSError naming the file and why (the disk full, a file-size
+    limit), not torch's `[enforce fail at inline_container.cc:672] ... file write failed`, which names neither.
+    The half-written folder is removed by `atomic_folder`; the last complete checkpoint stays."""
+    try:
+        yield
+    except (OSError, RuntimeError) as exc:
+        code, text = getattr(exc, "errno", None), str(exc)
+        torch_write = isinstance(exc, RuntimeError) and ("write failed" in text or "enforce fail" in text)
+        if not isinstance(exc, OSError) and not torch_write:
+            raise
+        kept = "the last complete checkpoint is kept"
+        free = _free_bytes(path.parent.parent)
+        if code in (errno.ENOSPC, errno.EDQUOT) or "No space left" in text or (torch_write and free < 1 << 20):
+            raise OSError(f"{path}: no space left on the device while writing this checkpoint file ({free / 2**20:.1f} "
+                          f"MiB free); {kept}. Free disk space, or keep fewer checkpoints "
+                          "(training.keep_checkpoints)") from exc
+        if code == errno.EFBIG or "File too large" in text:
+            raise OSError(f"{path}: file too large for this file system or for the file-size limit (ulimit -f) "
+                          f"while writing this checkpoint file; {kept}") from exc
+        raise OSError(f"{path}: the checkpoint file could not be written ({type(exc).__name__}: "
+                      f"{text.splitlines()[0] if text else exc!r}); {kept}") from exc
+
+
+def _free_bytes(folder: Path) -> int:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return 1 << 62  # unknown: do not claim a full disk
 
 
 def _pause_for_tests(folder: Path, step: int) -> None:

@@ -13,3 +13,8 @@ from __future__ import annotations
 class UserError(ValueError):
     """Bad input the user can fix (a config key, a data file, a package, a command-line value): the message says
     what, where and what to do."""
+
+
+class DataWarning(UserWarning):
+    """Data that is read, but perhaps not as meant (a file skipped, an empty file, a language only evaluated); names
+    the file. `xft` prints it as a `warning:` line; a data source plugin warns with it too (`xft_core.hooks`)."""
