@@ -217,7 +217,7 @@ def test_cli_reports_and_writes_every_finding(planted, tmp_path, capsys):
     pytest.importorskip("py3langid")
     folder, expected = planted
     out = tmp_path / "check.json"
-    assert main(["data", "check", str(folder), "--json", str(out)]) == 0
+    assert main(["data", "check", str(folder), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "deu.train.jsonl:100" in printed and "fra.train.jsonl:160" in printed and str(out) in printed.replace("\n", "")
     written = json.loads(out.read_text(encoding="utf-8"))
@@ -229,7 +229,7 @@ def test_cli_reports_and_writes_every_finding(planted, tmp_path, capsys):
 
 def test_cli_filters_splits_and_languages(planted, tmp_path):
     out = tmp_path / "check.json"
-    argv = ["data", "check", str(planted[0]), "--split", "train", "--languages", "en,fr", "--no-langid", "--json", str(out)]
+    argv = ["data", "check", str(planted[0]), "--split", "train", "--languages", "en,fr", "--no-langid", "--out", str(out)]
     assert main(argv) == 0
     written = json.loads(out.read_text(encoding="utf-8"))
     assert {(p["language"], p["split"]) for p in written["parts"]} == {("eng", "train"), ("fra", "train")}
@@ -240,7 +240,7 @@ def test_cli_reads_the_data_section_of_a_run_config(planted, tmp_path):
     config = tmp_path / "run.yaml"
     config.write_text(f"data:\n  path: {planted[0]}\n  train_languages: [deu]\n", encoding="utf-8")
     out = tmp_path / "check.json"
-    assert main(["data", "check", str(config), "--no-langid", "--json", str(out)]) == 0
+    assert main(["data", "check", str(config), "--no-langid", "--out", str(out)]) == 0
     written = json.loads(out.read_text(encoding="utf-8"))
     assert {p["language"] for p in written["parts"]} == {"deu"}
     assert [f["kind"] for f in written["findings"]] == ["duplicate_across_splits"]
@@ -248,7 +248,7 @@ def test_cli_reads_the_data_section_of_a_run_config(planted, tmp_path):
 
 def test_cli_exits_2_on_unreadable_data_naming_file_and_line(tmp_path, capsys):
     (tmp_path / "en.train.jsonl").write_text('{"text": "fine"}\n{"text": broken\n', encoding="utf-8")
-    assert main(["data", "check", str(tmp_path), "--json", str(tmp_path / "out.json")]) == 2
+    assert main(["data", "check", str(tmp_path), "--out", str(tmp_path / "out.json")]) == 2
     assert re.search(r"en\.train\.jsonl line 2: not valid JSON", capsys.readouterr().err.replace("\n", ""))
     assert not (tmp_path / "out.json").exists()
 
@@ -261,7 +261,7 @@ def test_cli_counts_tokens_with_the_model_tokenizer(tiny_model, tmp_path):
     _write(tmp_path / "en.train.jsonl", [{"text": t, "label": "x"} for t in texts])
     out = tmp_path / "check.json"
     assert main(["data", "check", str(tmp_path), "--model", str(folder), "--max-length", "16", "--no-langid",
-                 "--json", str(out)]) == 0
+                 "--out", str(out)]) == 0
     over = [f for f in json.loads(out.read_text(encoding="utf-8"))["findings"] if f["kind"] == "over_length"]
     assert [(f["line"], f["detail"]["tokens"]) for f in over] == [(1, len(load_tokenizer(folder)(texts[0])["input_ids"]))]
 
@@ -279,7 +279,7 @@ def test_token_tagging_rows_count_tags_and_compare_tokens(tmp_path, plugins):
 @needs_sib200
 def test_full_sib200_check_reads_every_language_and_names_the_uncheckable(tmp_path):
     pytest.importorskip("py3langid")
-    assert main(["data", "check", str(SIB200), "--json", str(tmp_path / "sib200.json"), "--examples", "0"]) == 0
+    assert main(["data", "check", str(SIB200), "--out", str(tmp_path / "sib200.json"), "--examples", "0"]) == 0
     written = json.loads((tmp_path / "sib200.json").read_text(encoding="utf-8"))
     assert written["totals"]["rows"] == 40 * 1004
     assert {p["language"] for p in written["parts"] if p["langid"] == "not checkable"} == {"ayr", "wol"}
@@ -393,7 +393,7 @@ def test_classification_pair_field_counts_only_when_rows_have_it(tmp_path, plugi
 def test_cli_task_option_names_the_head(tmp_path):
     _write(tmp_path / "en.train.jsonl", [{"source": "Hallo Welt, wie geht es?", "target": "Hello world, how are you?"}] * 2)
     out = tmp_path / "check.json"
-    assert main(["data", "check", str(tmp_path), "--task", "seq2seq", "--no-langid", "--json", str(out)]) == 0
+    assert main(["data", "check", str(tmp_path), "--task", "seq2seq", "--no-langid", "--out", str(out)]) == 0
     written = json.loads(out.read_text(encoding="utf-8"))
     assert written["task"] == "seq2seq" and written["fields"]["target"] == "target"
     assert [(f["kind"], f["line"]) for f in written["findings"]] == [("duplicate", 2)]
@@ -401,7 +401,7 @@ def test_cli_task_option_names_the_head(tmp_path):
 
 def test_cli_unknown_task_lists_the_heads(tmp_path, capsys):
     _write(tmp_path / "en.train.jsonl", [{"text": "x", "label": "a"}])
-    assert main(["data", "check", str(tmp_path), "--task", "nope", "--json", str(tmp_path / "out.json")]) == 2
+    assert main(["data", "check", str(tmp_path), "--task", "nope", "--out", str(tmp_path / "out.json")]) == 2
     assert re.search(r"Unknown task head 'nope' \(config key: --task\)\. Available: .*sequence-classification",
                      capsys.readouterr().err)
 
@@ -411,7 +411,7 @@ def test_cli_sees_the_inline_rows_of_a_run_config(tmp_path):
     rows = [{"text": "Inline rows are data too.", "label": "a"}] * 2
     config.write_text(json.dumps({"data": {"rows": {"train": {"en": rows}}}}), encoding="utf-8")  # JSON is YAML
     out = tmp_path / "check.json"
-    assert main(["data", "check", str(config), "--no-langid", "--json", str(out)]) == 0
+    assert main(["data", "check", str(config), "--no-langid", "--out", str(out)]) == 0
     written = json.loads(out.read_text(encoding="utf-8"))
     assert written["totals"]["rows"] == 2 and written["task"] == "prompt-classification", "the default task"
     assert [(f["kind"], f["file"], f["line"]) for f in written["findings"]] == [("duplicate", "data.rows.train.en", 2)]

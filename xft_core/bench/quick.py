@@ -10,7 +10,7 @@ from xft_core.bench.transfer import Suite
 
 def quick_suite(suite: Suite) -> Suite:
     """A tiny Gemma-3-like model whose tokenizer knows the tasks' label words, 4 steps, 8 rows per target (16 of the
-    source unless --source-eval-rows says otherwise), one seed."""
+    source unless --source-max-examples says otherwise), one seed."""
     from xft_core.testing import DEFAULT_TEXTS, build_tiny_model
 
     folder = suite.out / "tiny-gemma3"

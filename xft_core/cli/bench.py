@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from xft_core.cli.options import deprecated_alias
 from xft_core.hooks import CommandSpec, hookimpl
 
 DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"  # ../shared/data beside a checkout
@@ -36,14 +37,18 @@ def register(subparsers: Any) -> None:
                    help="recipes (default: those their plugins mark as default; --list shows them)")
     p.add_argument("--list", action="store_true",
                    help="list the installed recipes (name, plugin, task kinds, what they need, description) and exit")
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], metavar="SEED",
+                   help="training seeds of every recipe (default: 0 1 2)")
     p.add_argument("--steps", type=int, default=0,
                    help="training steps of every recipe (default: each task's own budget: "
                         + ", ".join(f"{name} {task.steps}" for name, task in TASKS.items()) + ")")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--eval-rows", type=int, default=0, metavar="N",
-                   help="evaluation rows per target language, drawn across the file (0: all)")
-    p.add_argument("--source-eval-rows", type=int, default=0, metavar="N",
+    p.add_argument("--batch-size", type=int, default=16, help="training batch size of every recipe (default 16)")
+    p.add_argument("--max-examples", type=int, default=0, metavar="N",
+                   help="evaluation rows per target language, drawn across the file reproducibly (the sampler of "
+                        "`xft eval --max-examples`; 0: all)")
+    deprecated_alias(p, "--eval-rows", "--max-examples", dest="max_examples", type=int, metavar="N")
+    deprecated_alias(p, "--source-eval-rows", "--source-max-examples", dest="source_max_examples", type=int, metavar="N")
+    p.add_argument("--source-max-examples", type=int, default=0, metavar="N",
                    help="evaluation rows of the source language (default 0: all; its score is one language, not an "
                         "average, so it needs more rows than each target). Finished runs scored on other rows are "
                         "re-scored from their run folders without training")
@@ -57,7 +62,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", type=Path, default=Path("runs/bench-transfer"), help="output folder (runs, results, report)")
     p.add_argument("--quick", action="store_true",
                    help="a tiny offline model, 4 steps, 8 rows per language, one seed: checks the suite end to end in a minute")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
     p.set_defaults(func=cmd_transfer)
 
 
@@ -71,7 +76,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     recipes = list(args.recipes) if args.recipes else default_recipes(installed_recipes())
     suite = Suite(tasks=list(args.tasks), recipes=recipes, seeds=list(args.seeds), out=args.out,
                   data_root=args.data, model=args.model, steps=args.steps, batch_size=args.batch_size,
-                  eval_rows=args.eval_rows, source_eval_rows=args.source_eval_rows, unlabelled_rows=args.unlabelled_rows,
+                  eval_rows=args.max_examples, source_eval_rows=args.source_max_examples, unlabelled_rows=args.unlabelled_rows,
                   language_adapter_steps=args.language_adapter_steps, progress=not args.no_progress)
     from xft_core.util.lock import hold_folder
 

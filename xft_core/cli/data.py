@@ -6,6 +6,7 @@ Findings are warnings: the command exits 0 when it ran, 2 when the data cannot b
 from __future__ import annotations
 
 import argparse
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,9 @@ SHORT = {  # column headers for the per-language issue table
     "ambiguous_language": "close call",
     "over_length": "over max_length",
 }
+
+
+PRINT_JSON = "-"  # `--json` alone: the report on stdout
 
 
 @hookimpl
@@ -49,7 +53,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--task", metavar="NAME",
                    help="the task head whose fields to check (default: a config's task, else the first installed head, "
                         "in name order, that accepts the rows; `xft plugins` lists them)")
-    p.add_argument("--split", action="extend", nargs="+", metavar="S", help="only these splits (default: all)")
+    p.add_argument("--split", action="extend", nargs="+", metavar="S",
+                   help="only these splits, comma-separated or repeated: --split train,dev (default: all)")
     p.add_argument("--languages", metavar="A,B", help="only these languages, comma-separated ('en' also finds 'eng')")
     p.add_argument("--model", metavar="REF", help="count tokens with this model's tokenizer (any reference `xft train` accepts)")
     p.add_argument("--max-length", type=int, metavar="N",
@@ -57,8 +62,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--near-threshold", type=float, default=0.9, metavar="T",
                    help="similarity of normalised texts (0-1) from which rows are near duplicates (default 0.9); 0: off")
     p.add_argument("--no-langid", action="store_true", help="skip language identification")
-    p.add_argument("--json", metavar="OUT", default="data_check.json",
-                   help="where to write every finding (default: ./data_check.json)")
+    p.add_argument("--out", metavar="FILE", default=None,
+                   help="where to write every finding as JSON (default: ./data_check.json)")
+    p.add_argument("--json", nargs="?", const=PRINT_JSON, default=None, metavar="",
+                   help="print the report as JSON on stdout instead of the tables (it is written to --out too); "
+                        "`--json FILE`, the old spelling of --out FILE, still works")
     p.add_argument("--examples", type=int, default=5, metavar="N", help="examples shown per kind of finding (default 5)")
     p.set_defaults(func=cmd_data_check)
 
@@ -96,7 +104,7 @@ def cmd_data_check(args: argparse.Namespace) -> int:
     pm = get_plugin_manager()
     data, task, head, config_languages, config_max_length = load(args.data, args.task, pm)
     languages = [x.strip() for x in args.languages.split(",") if x.strip()] if args.languages else config_languages
-    data = subset(data, args.split, languages)
+    data = subset(data, split_names(args.split), languages)
     if not data.splits:
         raise DataError(f"{args.data}: no rows to check")
     if not 0 <= args.near_threshold <= 1:
@@ -127,11 +135,31 @@ def cmd_data_check(args: argparse.Namespace) -> int:
             progress=lambda step: spinner.update(f"checking: {step}"),
         )
     report.seconds["total"] = time.perf_counter() - started
+    out = Path(args.out or (args.json if args.json not in (None, PRINT_JSON) else "data_check.json"))
+    if args.json not in (None, PRINT_JSON):
+        import warnings
+
+        from xft_core.config.load import ConfigWarning
+
+        warnings.warn(ConfigWarning("--json FILE is deprecated; use --out FILE (--json alone prints the report)"),
+                      stacklevel=2)
+    record = {"data": str(Path(args.data).resolve()), "task": task, **report.to_dict()}
+    atomic_write_json(out, record)
+    if args.json == PRINT_JSON:
+        import json
+
+        sys.stdout.write(json.dumps(record, ensure_ascii=False, indent=2) + "\n")
+        return 0
     render(report, console, source=args.data, examples=args.examples, task=task)
-    out = Path(args.json)
-    atomic_write_json(out, {"data": str(Path(args.data).resolve()), "task": task, **report.to_dict()})
     print_line(console, f"every finding: {out.resolve()}")
     return 0
+
+
+def split_names(given: list[str] | None) -> list[str] | None:
+    """--split values: comma-separated, repeated, or several after one --split (the older form)."""
+    if not given:
+        return None
+    return [name.strip() for value in given for name in value.split(",") if name.strip()]
 
 
 # ---------------------------------------------------------------------------------------------- render

@@ -60,7 +60,7 @@ def register(subparsers: Any) -> None:
         description="Evaluate adapters (rows) on every language (columns) and write report/transfer.{json,csv,md,png}.",
     )
     p.add_argument("sources", nargs="+", metavar="RUN_OR_ADAPTER",
-                   help="run folders (runs/<name>) and/or adapter package folders")
+                   help="run folders (runs/<name>), their adapters/ folders, and/or adapter packages")
     p.add_argument("--data", help="data folder or file (default: the first run's config data.path)")
     p.add_argument("--languages", help="comma-separated evaluation languages (default: every language with the split)")
     p.add_argument("--split", help="data split to evaluate (default: the config's data.test_split, 'test')")
@@ -69,7 +69,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--max-examples", type=int, default=0, metavar="N",
                    help="at most N examples per language (0: all), drawn across the file reproducibly and stratified "
                         "by label where there is one, not the first N (the same rows as data.max_eval_examples)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=32, help="rows per forward pass (default 32)")
     p.add_argument("--max-length", type=int, default=None, help="tokens per example (default: the run's training.max_length)")
     p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
     add_precision(p)

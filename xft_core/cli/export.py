@@ -22,7 +22,7 @@ def register(subparsers: Any) -> None:
         "classifier with its adapter merged, traced into OUT/model.pt and checked for equal logits. Every export holds "
         "xft-export.json (source package, manifest fingerprint, labels). See docs/export.md.",
     )
-    p.add_argument("source", metavar="RUN_OR_PACKAGE", help="run folder, its adapters/ folder, or one adapter package")
+    p.add_argument("source", metavar="RUN_OR_ADAPTER", help="run folder, its adapters/ folder, or one adapter package")
     p.add_argument("--to", required=True, choices=["merged", "vllm", "lorax", "torchscript"], help="what to write")
     p.add_argument("--out", required=True, metavar="DIR", help="folder to write (new, empty, or an earlier export)")
     p.add_argument("--adapter", metavar="NAME", help="the package to export when the run has several (e.g. a language)")

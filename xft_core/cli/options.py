@@ -32,13 +32,13 @@ def chosen_precision(given: str | None, source: str | Path, device: Any = None, 
 
 def deprecated_alias(p: Any, old: str, new: str, **kwargs: Any) -> None:
     """`old` still works (scripts use it) and says once that `new` is the name; hidden from --help."""
-    class Alias(argparse.Action):
+    class DeprecatedAlias(argparse.Action):
         def __call__(self, parser: Any, namespace: Any, values: Any, option_string: str | None = None) -> None:
             import warnings
 
             from xft_core.config.load import ConfigWarning
 
-            warnings.warn(ConfigWarning(f"{old} is deprecated; use {new}"), stacklevel=2)
+            warnings.warn(ConfigWarning(f"{old} is deprecated; use {new}"), stacklevel=2)  # a `warning:` line
             setattr(namespace, self.dest, values)
 
-    p.add_argument(old, action=Alias, help=argparse.SUPPRESS, **kwargs)
+    p.add_argument(old, action=DeprecatedAlias, help=argparse.SUPPRESS, **kwargs)

@@ -34,7 +34,7 @@ def register(subparsers: Any) -> None:
         "the arguments, --file (one text per line, or JSON Lines with \"text\" and optional \"language\") or stdin. "
         "Prints one JSON line per text: text, label, scores, language, adapter.",
     )
-    p.add_argument("path", metavar="RUN_OR_ADAPTERS", help="run folder, its adapters/ folder, or one adapter package")
+    p.add_argument("path", metavar="RUN_OR_ADAPTER", help="run folder, its adapters/ folder, or one adapter package")
     p.add_argument("texts", nargs="*", metavar="TEXT", help="texts to classify (else --file, else stdin)")
     p.add_argument("--file", type=Path, help="one text per line, or JSON Lines with 'text' (and 'language')")
     p.add_argument("--language", default="auto", help="language of every text without its own, or 'auto' to detect (default)")

@@ -32,10 +32,10 @@ def register(subparsers: Any) -> None:
             "Concurrent requests are batched together across languages; adapters load, swap and unload at run time."
         ),
     )
-    p.add_argument("target", metavar="RUN_OR_ADAPTERS",
+    p.add_argument("target", metavar="RUN_OR_ADAPTER",
                    help="a run folder (runs/<name>), its adapters/ folder, or one adapter package")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 exposes it to the network)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     p.add_argument("--capacity", type=int, default=8, help="adapters held in memory at once (LRU eviction; pinned ones stay)")
     add_precision(p)
     p.add_argument("--fallback", default=None, metavar="NAME",
@@ -55,11 +55,12 @@ def register(subparsers: Any) -> None:
                         "characters). Prefer the environment variable XFT_ADMIN_TOKEN: arguments show in `ps`. Without a "
                         "token, adapter administration is open on a loopback address only, and off otherwise")
     p.add_argument("--adapter-root", action="append", default=None, metavar="DIR", dest="adapter_roots",
-                   help="a folder PUT /v1/adapters may load packages from (repeatable; default: RUN_OR_ADAPTERS). Paths "
+                   help="a folder PUT /v1/adapters may load packages from (repeatable; default: RUN_OR_ADAPTER). Paths "
                         "are judged after resolving symbolic links and '..'")
     p.add_argument("--shutdown-timeout", type=float, default=30,
                    help="on SIGTERM/Ctrl-C, seconds to let requests in flight finish before they are cut (default 30)")
-    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
+                   help="server log level (default info)")
     p.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=False, help="log every request")
     p.set_defaults(func=cmd_serve)
 

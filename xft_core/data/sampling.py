@@ -1,5 +1,5 @@
 """Which rows stand for a split when only N may be used (`xft eval --max-examples`, `data.max_eval_examples`,
-`xft bench transfer --eval-rows`): drawn across the file, reproducibly, stratified by label where there is one.
+`xft bench transfer --max-examples`): drawn across the file, reproducibly, stratified by label where there is one.
 
 The first N rows are no sample: shipped files are often sorted by label (SIB-200's test split starts with 50 rows
 of one topic). The draw is seeded by a key (the split's name), not by the language, so parallel files (the same
