@@ -111,8 +111,9 @@ model = AutoModelForSequenceClassification.from_pretrained(exported.path).eval()
 tokenizer = AutoTokenizer.from_pretrained(exported.path)
 with torch.no_grad():
     logits = model(**tokenizer(sentences[:1], return_tensors="pt")).logits[0]
-# the same sentence through the package itself: a router over the run, German adapter only
-served = xft_core.Router.from_run(run.paths.root, capacity=1).predict(sentences[:1], languages="de")[0]
+# the same sentence through the package itself: a router over the run, German adapter only, in full precision as the
+# merged model runs here (a router follows the run's training.precision, bf16 on CPUs with native bf16)
+served = xft_core.Router.from_run(run.paths.root, capacity=1, precision="no").predict(sentences[:1], languages="de")[0]
 difference = max(abs(float(a) - b) for a, b in zip(logits, served["logits"]))
 label = model.config.id2label[int(logits.argmax())]
 print(f"export: merged model says {label}, the de package said {served['label']}; largest logit difference {difference:.1e}")

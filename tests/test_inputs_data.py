@@ -280,8 +280,12 @@ def test_explicit_evaluation_languages_are_not_second_guessed(tmp_path, pm):
     folder = tmp_path / "d"
     jsonl(folder / "en.train.jsonl", [GOOD, GOOD_NEG])
     jsonl(folder / "fr.dev.jsonl", [GOOD_NEG])
-    _, _, dev = no_data_warnings(load, folder, pm, eval_languages=["en"])
+    with pytest.warns(DataWarning) as caught:  # fr, with dev data but not asked for, is not added
+        _, _, dev = load(folder, pm, eval_languages=["en"])
     assert dev == {}
+    # en was asked for but has no dev data: said (it used to be skipped silently), and only that
+    assert [str(w.message).split(":")[1].strip() for w in caught] == ["'en' has no 'dev' data in " + str(folder) + ", so it is "
+                                                                      "not evaluated during training (languages with dev data"]
 
 
 # ------------------------------------------------------------------------------- labels across languages
