@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from xft_core.adapters import AdapterError
+from xft_core.util.errors import UserError
 from xft_core.util.languages import normalize
 
 CALIBRATION = "calibration.json"
@@ -106,7 +107,7 @@ def correct(prediction: dict[str, Any], labels: Sequence[str], log_prior: Sequen
 def log_prior(predictions: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> list[float]:
     """log of the mean predicted distribution (the prior both methods subtract)."""
     if not predictions:
-        raise ValueError("no predictions to estimate a prior from")
+        raise UserError("no predictions to estimate a prior from (no unlabelled rows for this language?)")
     means = [sum(float(p["scores"][label]) for p in predictions) / len(predictions) for label in labels]
     return [math.log(max(m, 1e-38)) for m in means]
 
@@ -162,7 +163,7 @@ def calibrate(sources: str | Path | Sequence[str | Path], data: Any, *, language
     from xft_core.util.precision import resolve_precision
 
     if method not in METHODS:
-        raise ValueError(f"calibration method {method!r} is not one of: {', '.join(METHODS)}")
+        raise UserError(f"calibration method {method!r} is not one of: {', '.join(METHODS)}")
     started = time.perf_counter()
     pm = pm or get_plugin_manager()
     packages = calibration_packages(sources)

@@ -18,11 +18,13 @@ import logging
 from functools import lru_cache
 from typing import Mapping, Sequence
 
+from xft_core.util.errors import UserError
+
 TABLES = ("uriel", "cldr")
 URIEL_KINDS = ("genetic", "geographic", "featural")
 
 
-class LanguageDistanceError(ValueError):
+class LanguageDistanceError(UserError):
     """A language the table does not know, or an unknown table; the message names them and the choices."""
 
 
