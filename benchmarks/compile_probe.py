@@ -35,8 +35,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     import torch
+    from hardware import print_hardware
 
     folder, tokenizer, model = load_lm(args)
+    print_hardware("float32 (the probe loads the model in float32)")
     texts = sorted(prompts(2 if args.quick else args.per_language), key=lambda t: len(tokenizer(t)["input_ids"]))
     word_ids = [tokenizer(" " + word, add_special_tokens=False)["input_ids"][0] for word in TOPICS]
     batches = [tokenizer(texts[i:i + args.batch_size], return_tensors="pt", padding=True)

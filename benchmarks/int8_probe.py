@@ -84,8 +84,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     import torch
+    from hardware import print_hardware
 
     folder, tokenizer, model = load_lm(args)
+    print_hardware("float32 baseline; w8 int8 weights in float32 compute; w8a8 int8 dot products")
     texts = prompts(4 if args.quick else args.per_language)
     word_ids = [tokenizer(" " + word, add_special_tokens=False)["input_ids"][0] for word in TOPICS]
     batches = [tokenizer(texts[i:i + args.batch_size], return_tensors="pt", padding=True)
