@@ -15,6 +15,7 @@ from typing import Any, ContextManager, Sequence
 
 import xft_peft
 from xft_core.hooks import BASE_ADAPTER, TaskHead
+from xft_lora.fused import install as install_fused
 from xft_lora.mixed import install as install_contiguous
 from xft_lora.options import LoraOptions, auto_target_modules
 from xft_lora.switch import fast_switch
@@ -62,6 +63,7 @@ class Lora:
 
     def apply(self, model: Any, head: TaskHead, adapters: Sequence[str] | None) -> Any:
         peft_model = xft_peft.wrap(model, self.config(model, head), adapters)
+        install_fused(list(peft_model.modules()))  # the update as one addmm, no cast of the input (fused.py)
         self._training = True
         if self.options.top_layers and self.options.cache_frozen_layers:
             self.prefix_cache = _prefix_cache(peft_model, self.options.top_layers)
@@ -104,6 +106,7 @@ class Lora:
         if self._layers is None or self._layers[0] is not model:
             found = [m for m in model.modules() if isinstance(m, (BaseTunerLayer, AuxiliaryTrainingWrapper))]
             install_contiguous(found)  # mixed batches: each adapter's adjacent rows as one slice (mixed.py)
+            install_fused(found)  # one adapter: its update as one addmm (fused.py)
             self._layers = (model, found, None)
         return self._layers[1]
 

@@ -92,20 +92,46 @@ class VerbalizerModel(PreTrainedModel):
             position = mask.shape[1] - 1 - mask.flip(1).argmax(dim=1)  # the last real token, left or right padded
         else:
             position = torch.full_like(rows, states.shape[1] - 1)
-        logits = head(states[rows, position].unsqueeze(1))[:, 0, :]
-        cap = getattr(self.config.get_text_config(), "final_logit_softcapping", None)
-        if cap:
-            logits = torch.tanh(logits / cap) * cap
         if label_token_ids is None:
             raise ValueError("prompt-classification: label_token_ids (rows x labels) must be given")
-        label_token_ids = label_token_ids.to(logits.device)
-        scores = logits.gather(1, label_token_ids)
+        label_token_ids = label_token_ids.to(states.device)
+        hidden = states[rows, position]
+        cap = getattr(self.config.get_text_config(), "final_logit_softcapping", None)
+        logits = None
+        if self.loss_kind == "vocabulary" or not _is_plain_linear(head):
+            logits = head(hidden.unsqueeze(1))[:, 0, :]
+            if cap:
+                logits = torch.tanh(logits / cap) * cap
+            scores = logits.gather(1, label_token_ids)
+        else:  # only the label words' rows of the LM head: rows x labels dot products, not rows x vocabulary
+            scores = label_word_scores(head, hidden, label_token_ids)
+            if cap:
+                scores = torch.tanh(scores / cap) * cap
         loss = None
         if labels is not None:
-            labels = labels.to(logits.device)
+            labels = labels.to(scores.device)
             if self.loss_kind == "vocabulary":  # the label word against every token of the vocabulary
                 target = label_token_ids.gather(1, labels.view(-1, 1)).view(-1)
                 loss = torch.nn.functional.cross_entropy(logits.float(), target)
             else:  # against the other label words only
                 loss = torch.nn.functional.cross_entropy(scores.float(), labels.view(-1))
         return SequenceClassifierOutput(loss=loss, logits=scores)
+
+
+def _is_plain_linear(module: Any) -> bool:
+    import torch
+
+    return type(module) is torch.nn.Linear
+
+
+def label_word_scores(head: Any, hidden: Any, label_token_ids: Any) -> Any:
+    """`head(hidden).gather(1, label_token_ids)` without the other rows of the vocabulary: the LM head's weight rows of
+    the label words (rows x labels x hidden) against each row's hidden state. On Gemma 3 (262,144 tokens) the full
+    head is 168 M multiply-adds per row, the label words' rows of 7 topics 4,480."""
+    import torch
+
+    weight = head.weight[label_token_ids]  # rows x labels x hidden
+    scores = torch.matmul(weight, hidden.unsqueeze(-1)).squeeze(-1)
+    if head.bias is not None:
+        scores = scores + head.bias[label_token_ids]
+    return scores

@@ -19,6 +19,7 @@ from xft_core.data.loading import (
 from xft_core.evaluation.predict import with_language
 from xft_core.hooks import LanguageSampler, PluginError, SamplerSpec, Strategy, StrategySpec, TaskHead
 from xft_core.hooks.manager import collect, get_plugin_manager, get_spec
+from xft_core.models.fast_paths import prepare_for_training
 from xft_core.training.run import Run
 from xft_core.training.streams import LanguageStream
 from xft_core.util.precision import resolve_precision
@@ -200,6 +201,7 @@ def prepare(config: RunConfig, *, pm: Any = None, console: Any = None) -> Run:
     dtype = frozen_base_dtype(config, accelerator.mixed_precision)
     if dtype is not None:
         cast_frozen(model, dtype)
+    prepare_for_training(model, accelerator.device.type)  # written-out RMSNorm; eager attention on CPUs
     features = {lang: head.encode(with_language(part.rows, lang), tokenizer, t.max_length) for lang, part in train.items()}
     sampler: LanguageSampler = sampler_spec.build({lang: len(part) for lang, part in train.items()}, sampler_options, t.seed)
     run = Run(
