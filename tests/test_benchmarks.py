@@ -4,6 +4,7 @@ never asserted: they belong to the full runs on a quiet machine. The whole file 
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -37,6 +38,15 @@ def numbers(stdout: str, pattern: str) -> list[float]:
     return values
 
 
+def hardware(stdout: str) -> str:
+    """Every benchmark says what it ran on: the CPU's bf16/AMX flags, torch's threads and GPUs, the precision."""
+    for flag in ("avx512_bf16", "amx_bf16"):
+        assert re.search(rf"^hardware: CPU .*{flag} (yes|no|unknown)|^hardware: CPU .*flags unknown", stdout, re.M), stdout[:2000]
+    assert re.search(r"^hardware: torch \S+, \d+ threads, kernels \S+; GPU: ", stdout, re.M), stdout[:2000]
+    [precision] = re.findall(r"^precision: (.+)$", stdout, re.M)
+    return precision
+
+
 def positive(stdout: str, pattern: str) -> list[float]:
     values = numbers(stdout, pattern)
     assert all(v > 0 for v in values), f"{pattern!r}: {values}"
@@ -45,6 +55,7 @@ def positive(stdout: str, pattern: str) -> list[float]:
 
 def test_hotswap_quick(tmp_path):
     out = run(tmp_path, "hotswap.py", "--quick", "--threads", "1")
+    hardware(out)
     for label in ("adapter switch: strategy.activate (median)", "for comparison: peft set_adapter (median)",
                   "route to a loaded adapter (median)"):
         positive(out, rf"^{re.escape(label)}\s+{NUMBER} us$")
@@ -55,17 +66,26 @@ def test_hotswap_quick(tmp_path):
     for label in ("mixed / single-adapter", "mixed / request-by-request", "single-adapter / base"):
         positive(out, rf"^{re.escape(label)}\s+{NUMBER}x")
     assert re.search(r"^\s+(ok  |MISS) adapter switch \(median\) < 1 ms$", out, re.M), out
+    # on a CPU the mixed / request-by-request ratio is reported, never judged (a floor for GPUs)
+    assert not re.search(r"^\s+(ok  |MISS) mixed batch / request by request", out, re.M), out
+    assert re.search(r"^\s+\((ok\)|-\) ) mixed batch / request by request >= 4 \(judged on GPUs only\): "
+                     rf"{NUMBER}x, not judged on a CPU$", out, re.M), out
 
 
 def test_train_throughput_quick(tmp_path):
-    out = run(tmp_path, "train_throughput.py", "--quick")
-    for variant in ("plain", "xft", "xft-top6", "full"):
-        speed, padding, rss, f1 = numbers(out, rf"^{re.escape(variant)}\s+{NUMBER} ex/s\s+padding\s+{NUMBER}%\s+"
-                                               rf"peak RSS\s+{NUMBER} MB\s+dev macro-F1\s+{NUMBER}$")
-        assert speed > 0 and rss > 0, variant
+    out = run(tmp_path, "train_throughput.py", "--quick", "--threads", "1",
+              "--variants", "plain", "plain-bf16", "xft", "xft-top6", "full")
+    assert "for xft (training.precision auto)" in hardware(out)
+    for variant in ("plain", "plain-bf16", "xft", "xft-top6", "full"):
+        speed, cpu, padding, rss, f1 = numbers(
+            out, rf"^{re.escape(variant)}\s+{NUMBER} ex/s\s+{NUMBER} ex/CPU-s\s+padding\s+{NUMBER}%\s+"
+                 rf"peak RSS\s+{NUMBER} MB\s+dev macro-F1\s+{NUMBER}  precision (?:no|bf16|fp16)$")
+        assert speed > 0 and cpu > 0 and rss > 0, variant
         assert 0 <= padding < 100 and 0 <= f1 <= 100, variant
-    for variant in ("xft", "xft-top6", "full"):
-        numbers(out, rf"^{re.escape(variant)}/plain: {NUMBER}x examples/s, dev macro-F1 {NUMBER} points$")
+    assert re.search(r"^plain-bf16 .* precision bf16$", out, re.M), "the plain bf16 loop runs under bf16 autocast"
+    for variant in ("plain-bf16", "xft", "xft-top6", "full"):
+        numbers(out, rf"^{re.escape(variant)}/plain: {NUMBER}x examples/s \({NUMBER}x per CPU-second\), "
+                     rf"dev macro-F1 {NUMBER} points$")
 
 
 def test_train_throughput_means_divide_mean_rates_and_average_f1_differences():
@@ -90,6 +110,7 @@ def test_train_throughput_means_divide_mean_rates_and_average_f1_differences():
 @pytest.mark.skipif(not SIB.is_dir(), reason=f"needs the SIB-200 data in {SIB}")
 def test_inference_throughput_quick(tmp_path):
     out = run(tmp_path, "inference_throughput.py", "--quick")
+    hardware(out)
     positive(out, rf"^{NUMBER} texts \(")
     positive(out, rf"^\(a\) plain peft loop\s+{NUMBER} rows/s")
     positive(out, rf"^\(b\) xft router\s+{NUMBER} rows/s")
@@ -105,6 +126,7 @@ def test_serve_load_throughput_quick(tmp_path):
     pytest.importorskip("fastapi")
     pytest.importorskip("uvicorn")
     out = run(tmp_path, "serve_load.py", "--throughput", "--quick")
+    hardware(out)
     threads = numbers(out, rf"^torch threads {NUMBER}: the server's")
     assert threads == [1.0]
     for clients in (1, 8):
@@ -120,6 +142,7 @@ def test_serve_load_throughput_quick(tmp_path):
 @pytest.mark.skipif(not SIB.is_dir(), reason=f"needs the SIB-200 data in {SIB}")
 def test_int8_probe_quick(tmp_path):
     out = run(tmp_path, "int8_probe.py", "--quick")
+    hardware(out)
     positive(out, rf"^fp32\s+{NUMBER} rows/s\s+1\.00x")
     for variant in ("w8", "w8a8"):
         speed, ratio, agree, error = numbers(
@@ -131,6 +154,7 @@ def test_int8_probe_quick(tmp_path):
 @pytest.mark.skipif(not SIB.is_dir(), reason=f"needs the SIB-200 data in {SIB}")
 def test_compile_probe_quick(tmp_path):
     out = run(tmp_path, "compile_probe.py", "--quick", "--repeat", "1")
+    hardware(out)
     positive(out, rf"^eager\s+{NUMBER} rows/s\s+1\.00x")
     speed, ratio, first, difference = numbers(
         out, rf"^compiled\s+{NUMBER} rows/s\s+{NUMBER}x\s+first pass \(compiling\) {NUMBER} s\s+"
@@ -156,6 +180,7 @@ def test_matmul_probe_quick(tmp_path):
 
 def test_threads_probe_quick(tmp_path):
     out = run(tmp_path, "threads_probe.py", "--quick")
+    hardware(out)
     [cores] = positive(out, rf"^{NUMBER} cores; a LoRA training step of 4 rows x 8 tokens$")
     n = int(cores)
     positive(out, rf"^one thread\s+{NUMBER} ex/s$")
@@ -175,3 +200,37 @@ def test_fallback_quick(tmp_path):
     numbers(out, rf"^best fallback: (?:best_source|merge|ensemble) {NUMBER} vs English adapter alone {NUMBER} \({NUMBER}\)$")
     for language in ("deu", "fra", "swh"):
         assert re.search(rf"^\| {language} \|", out, re.M), out
+
+
+def test_train_profile_quick(tmp_path):
+    out = run(tmp_path, "train_profile.py", "--quick")
+    hardware(out)
+    positive(out, rf"^\S+, sequence-classification, LoRA at full depth: 2 steps of 8 rows \({NUMBER} token positions")
+    for variant in ("all on", "peft LoRA", "model RMSNorm", "SDPA attention", "other AdamW"):
+        cpu, wall, ratio, loss = numbers(out, rf"^{re.escape(variant)}\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}x\s+{NUMBER}$")
+        assert cpu > 0 and wall > 0 and ratio > 0 and loss > 0, variant
+    shares = [float(m) for m in re.findall(rf"^  \S.*?{NUMBER}%\s+\d+ calls$", out, re.M)]
+    assert shares and all(0 < s <= 100 for s in shares) and sum(shares) <= 100.5, out
+
+
+@pytest.mark.skipif(not SIB.is_dir(), reason=f"needs the SIB-200 data in {SIB}")
+def test_device_check_quick(tmp_path):
+    """The one-call check runs every part (two CPU processes stand in for the GPUs of the DDP part) and prints one
+    table; its figures are the part scripts' own, checked here only for being there and finite."""
+    out = run(tmp_path, "device_check.py", "--quick", "--json", str(tmp_path / "check.json"), timeout=900)
+    hardware(out)
+    positive(out, rf"^training\s+plain HF \+ peft loop, bf16 autocast\s+{NUMBER} ex/s\s+dev macro-F1 {NUMBER}$")
+    positive(out, rf"^training\s+xft train, precision \w+\s+{NUMBER} ex/s\s+{NUMBER}x the plain loop; dev macro-F1 {NUMBER}$")
+    positive(out, rf"^inference\s+xft router, precision \w+\s+{NUMBER} rows/s\s+{NUMBER}x; labels agree {NUMBER}%$")
+    positive(out, rf"^hot swap\s+request by request\s+{NUMBER} rows/s\s+mixed is {NUMBER}x \(floor 4x on GPUs; "
+                  r"reported only on a CPU\)$")
+    for clients in (1, 8):
+        requests, p50, p99, wrong = numbers(out, rf"^serve\s+{clients} one-row client\(s\)\s+{NUMBER} req/s\s+p50 {NUMBER} ms, "
+                                                 rf"p99 {NUMBER} ms, wrong {NUMBER}$")
+        assert requests > 0 and wrong == 0
+    rate, ratio, one, gap = numbers(out, rf"^DDP\s+2 processes, same global batch\s+{NUMBER} ex/s\s+{NUMBER}x one process "
+                                         rf"\({NUMBER} ex/s\); losses differ by <= {NUMBER}$")
+    assert rate > 0 and one > 0 and gap < 0.05, "2 processes with half the batch each train what one process trains"
+    assert "FAILED" not in out
+    report = json.loads((tmp_path / "check.json").read_text())
+    assert set(report["results"]) == {"training", "inference", "hot swap", "serve", "DDP"}

@@ -43,7 +43,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--fallback-map", default=None, metavar="FILE", type=Path,
                    help="a JSON file: language -> adapter, merge or ensemble (docs/transfer.md), or the sources.json of "
                         "`xft eval` (each language to its best source); --fallback, when given too, serves every other language")
-    p.add_argument("--device", default=None, help="torch device for the model, e.g. cuda:0 (default: the router's choice)")
+    p.add_argument("--device", default=None,
+                   help="torch device for the model, e.g. cuda:0 (default: a GPU where there is one, else the CPU)")
     # the limits' defaults are create_app's, written out here so that building the parser imports no fastapi
     p.add_argument("--max-batch", type=int, default=64, help="most rows run in one forward pass across requests")
     p.add_argument("--max-wait-ms", type=float, default=5, help="longest a request waits for others to share its batch")

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
         DataSourceSpec,
         MetricSpec,
         ModelSourceSpec,
+        QuantizerSpec,
         RecipeSpec,
         SamplerSpec,
         StrategySpec,
@@ -133,6 +134,18 @@ def xft_transfer_recipes() -> Iterable[RecipeSpec]:
     """
 
 
+@hookspec
+def xft_base_quantizers() -> Iterable[QuantizerSpec]:
+    """Declare quantized forms of the frozen base (`training.base_dtype: <name>`), such as 4-bit NF4 for QLoRA.
+
+    Example::
+
+        @hookimpl
+        def xft_base_quantizers():
+            yield QuantizerSpec(name="nf4", quantize=to_nf4, description="4-bit NormalFloat (bitsandbytes)")
+    """
+
+
 # -------------------------------------------------------------------------------------------- lifecycle
 @hookspec(historic=True)
 def xft_configure(config: Any) -> None:
@@ -160,7 +173,9 @@ def xft_before_train(run: Any) -> None:
 
 @hookspec
 def xft_after_step(run: Any, step: int, logs: dict[str, float]) -> None:
-    """Called after each optimizer step with the logged values (loss, lr, language).
+    """Called after each optimizer step with its values (step, lr, language); on the steps that log (every
+    `training.log_every` and the last) also the mean loss and examples/s since the previous log, which are only
+    then read from the device (a step that does not log never waits for it).
 
     Example::
 

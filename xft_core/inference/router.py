@@ -49,7 +49,7 @@ from xft_core.inference.packages import (
     staged,
 )
 from xft_core.util.errors import UserError
-from xft_core.util.precision import adapter_scales, resolve_precision
+from xft_core.util.precision import adapter_scales, device_type, resolve_precision
 
 BASE = BASE_ADAPTER  # per-row adapter name for "the bare base model"
 AUTO = "auto"
@@ -77,6 +77,7 @@ class Router(Forwarding):
         if isinstance(base_package_or_model, Base):
             self.base = base_package_or_model
         else:
+            device = device or device_type(None)  # None: the best one present (a GPU where there is one)
             self.base = load_base(Path(base_package_or_model), pm or get_plugin_manager(), model=model, device=device)
         self.pm = self.base.pm
         self._strategy_name = ""  # the strategy is built from the first package; every package must share its name

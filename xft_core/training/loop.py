@@ -52,7 +52,7 @@ def train(
         while run.step < t.max_steps and not run.should_stop:
             languages = train_step(run, state)
             logs = log_step(run, state, languages, lines=show and not run.console.is_terminal)
-            bar.update(task, completed=run.step, loss=f"{logs['loss']:.4f}",
+            bar.update(task, completed=run.step, loss="-" if state.last_loss is None else f"{state.last_loss:.4f}",
                        speed=f"{state.total_examples / max(state.train_seconds, 1e-9):.1f}", language=languages[-1])
             run.pm.hook.xft_after_step(run=run, step=run.step, logs=logs)
             evaluate_and_save(run, state)
@@ -68,16 +68,18 @@ class LoopState:
     optimizer: Any
     scheduler: Any
     bad_evals: int = 0
-    # since the last log: the logged loss and speed are means over this window
+    # since the last log: the logged loss and speed are means over this window. The loss sum and the padding count
+    # stay tensors on the device between logs, so a step never waits for the device (no host sync per step)
     window_examples: int = 0
     window_start: float = 0.0
-    loss_sum: float = 0.0
+    loss_sum: Any = 0.0
     loss_count: int = 0
+    last_loss: float | None = None  # the loss logged last (what the progress bar shows between logs)
     # the whole run
     total_examples: int = 0
     train_seconds: float = 0.0
     tokens: int = 0
-    padding: int = 0
+    padding: Any = 0
 
 
 def start(run: Run, resume: bool) -> LoopState:
@@ -91,7 +93,7 @@ def start(run: Run, resume: bool) -> LoopState:
 
         for warning in quick_check(run.train, run.dev, run.head, run.tokenizer, config.training.max_length):
             run.console.print(f"[yellow]data warning:[/] {warning}", soft_wrap=True)
-    optimizer = make_optimizer(run.model, config)
+    optimizer = make_optimizer(run.model, config, acc.device.type)
     scheduler = make_scheduler(optimizer, config)
     run.model, optimizer = acc.prepare(run.model, optimizer)
     state = LoopState(optimizer, scheduler)
@@ -121,15 +123,14 @@ def train_step(run: Run, state: LoopState) -> list[str]:
         if "attention_mask" in batch:
             mask = batch["attention_mask"]
             state.tokens += mask.numel()
-            state.padding += int(mask.numel() - mask.sum())
+            state.padding = state.padding + (mask.numel() - mask.sum())
         run.sampler.record(language, examples_per_step)
         last = micro == t.gradient_accumulation_steps - 1
         context = acc.no_sync(model) if not last and acc.num_processes > 1 else contextlib.nullcontext()
         with context:
             loss = model(**batch).loss / t.gradient_accumulation_steps
             acc.backward(loss)
-        # the mean over processes: each holds the loss of its share only, the global batch is what is logged
-        state.loss_sum += float(acc.reduce(loss.detach(), reduction="mean")) * t.gradient_accumulation_steps
+        state.loss_sum = state.loss_sum + loss.detach() * t.gradient_accumulation_steps
         state.loss_count += 1
         state.window_examples += examples_per_step
     if t.max_grad_norm > 0:
@@ -145,12 +146,18 @@ def train_step(run: Run, state: LoopState) -> list[str]:
 
 def log_step(run: Run, state: LoopState, languages: list[str], *, lines: bool = False) -> dict[str, Any]:
     """The step's record (for the bar and `xft_after_step`); every `log_every` steps and at the last step it also
-    goes to metrics.jsonl with the speed and mean loss since the last log (and, with `lines`, to the console as a
-    line: a live bar does not render into a log file or pipe)."""
+    holds the mean loss and the speed since the last log and goes to metrics.jsonl (and, with `lines`, to the
+    console as a line: a live bar does not render into a log file or pipe). Only those steps read the loss from
+    the device: the others never wait for it."""
     t = run.config.training
-    logs = {"step": run.step, "loss": state.loss_sum / max(state.loss_count, 1),
-            "lr": state.scheduler.get_last_lr()[0], "language": languages[-1]}
+    logs: dict[str, Any] = {"step": run.step, "lr": state.scheduler.get_last_lr()[0], "language": languages[-1]}
     if run.step % max(t.log_every, 1) == 0 or run.step == t.max_steps:
+        # the one host sync of the window: the mean over processes (each holds the loss of its share only; the
+        # global batch is what is logged) of the mean over the window's micro-batches
+        total = state.loss_sum
+        if hasattr(total, "detach"):
+            total = float(run.accelerator.reduce(total.detach(), reduction="mean"))
+        logs["loss"] = state.last_loss = total / max(state.loss_count, 1)
         elapsed = time.perf_counter() - state.window_start
         logs["examples_per_second"] = state.window_examples / elapsed if elapsed > 0 else 0.0
         logs["examples_seen"] = dict(run.sampler.counts)
@@ -183,8 +190,9 @@ def finish(run: Run, state: LoopState, started: float) -> None:
     """After the last step: a last evaluation, the best checkpoint's weights back (load_best_at_end), a last
     checkpoint, checkpoint averaging, the adapter packages and run.json; then `xft_after_train`."""
     acc, t, paths = run.accelerator, run.config.training, run.paths
+    state.train_seconds += drain(acc.device)  # the steps still queued on a GPU count as training time
     run.examples_per_second = state.total_examples / state.train_seconds if state.train_seconds > 0 else 0.0
-    run.padding_share = state.padding / state.tokens if state.tokens else 0.0
+    run.padding_share = float(state.padding) / state.tokens if state.tokens else 0.0
     if run.last_eval_step != run.step:
         state.bad_evals = evaluate_and_track(run, state.bad_evals)
     if t.load_best_at_end and run.best.get("checkpoint") and run.best.get("step") != run.step:
@@ -209,8 +217,10 @@ def finish(run: Run, state: LoopState, started: float) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ pieces
-def make_optimizer(model: Any, config: RunConfig) -> Any:
-    """AdamW over the trainable parameters; no weight decay on biases and norms."""
+def make_optimizer(model: Any, config: RunConfig, device_type: str = "cpu") -> Any:
+    """AdamW over the trainable parameters; no weight decay on biases and norms. On a GPU, torch's fused kernel
+    (one launch per step instead of a dozen per tensor); on a CPU the for-loop, which measured no slower there
+    (benchmarks/train_profile.py, "other AdamW")."""
     import torch
 
     decay: list[torch.nn.Parameter] = []
@@ -220,7 +230,9 @@ def make_optimizer(model: Any, config: RunConfig) -> Any:
             continue
         (no_decay if parameter.ndim < 2 or "norm" in name.lower() else decay).append(parameter)
     groups = [{"params": decay, "weight_decay": config.training.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=config.training.learning_rate)
+    groups = [g for g in groups if g["params"]]
+    fused = device_type == "cuda" and all(p.dtype == torch.float32 for g in groups for p in g["params"])
+    return torch.optim.AdamW(groups, lr=config.training.learning_rate, fused=fused or None)
 
 
 def make_scheduler(optimizer: Any, config: RunConfig) -> Any:
@@ -238,7 +250,26 @@ def next_batch(run: Run, language: str) -> dict[str, Any]:
     mine = indices[acc.process_index :: acc.num_processes]
     features = run.features[language]
     batch = run.head.collate([features[i] for i in mine], run.tokenizer)
-    return {k: v.to(acc.device) for k, v in batch.items()}
+    return to_device(batch, acc.device)
+
+
+def drain(device: Any) -> float:
+    """Wait for the work queued on a GPU (steps never wait for it themselves); the seconds it took."""
+    if getattr(device, "type", str(device)) != "cuda":
+        return 0.0
+    import torch
+
+    started = time.perf_counter()
+    torch.cuda.synchronize(device)
+    return time.perf_counter() - started
+
+
+def to_device(batch: Mapping[str, Any], device: Any) -> dict[str, Any]:
+    """The batch on `device`; to a GPU from pinned memory without blocking, so the copy overlaps the work the
+    device still has queued."""
+    if getattr(device, "type", str(device)) != "cuda":
+        return {k: v.to(device) for k, v in batch.items()}
+    return {k: v.pin_memory().to(device, non_blocking=True) if hasattr(v, "pin_memory") else v for k, v in batch.items()}
 
 
 def evaluate_dev(run: Run) -> dict[str, dict[str, float]]:
