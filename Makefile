@@ -18,6 +18,8 @@ $(VENV)/.xft-installed: pyproject.toml
 		echo "no GPU: installing the CPU build $(TORCH_CPU)"; $(PY) -m pip install -q $(TORCH_CPU); \
 	fi
 	$(PY) -m pip install -q -e ".[all]"
+	@# the optional 4-bit base (QLoRA): its tests run where it installs (a 40 MB wheel) and skip where it does not
+	$(PY) -m pip install -q -e ".[qlora]" || echo "bitsandbytes did not install: the QLoRA tests (tests/test_qlora.py) will skip"
 	touch $@
 
 demo: setup

@@ -213,6 +213,22 @@ def test_train_profile_quick(tmp_path):
     assert shares and all(0 < s <= 100 for s in shares) and sum(shares) <= 100.5, out
 
 
+def test_qlora_memory_quick(tmp_path):
+    import importlib.util
+
+    dtypes = ["float32", "bfloat16"] + (["nf4"] if importlib.util.find_spec("bitsandbytes") else [])
+    out = run(tmp_path, "qlora_memory.py", "--quick", "--threads", "1", "--dtypes", *dtypes)
+    hardware(out)
+    rows = {}
+    for dtype in dtypes:
+        rows[dtype] = numbers(out, rf"^{dtype}\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+(?:-|\d+)\s+{NUMBER}\s+{NUMBER}"
+                                   rf"\s+{NUMBER}\s+{NUMBER}$")
+    # not a timing: the weights' bytes of each dtype, computed from the tensors, must order as the dtypes do
+    assert rows["bfloat16"][0] < rows["float32"][0]
+    if "nf4" in rows:
+        assert rows["nf4"][0] < rows["bfloat16"][0]
+
+
 @pytest.mark.skipif(not SIB.is_dir(), reason=f"needs the SIB-200 data in {SIB}")
 def test_device_check_quick(tmp_path):
     """The one-call check runs every part (two CPU processes stand in for the GPUs of the DDP part) and prints one

@@ -20,7 +20,9 @@ def xft_strategies():
         name="lora",
         options=LoraOptions,
         build=Lora,
-        description="LoRA adapters (peft); r, alpha, dropout, target_modules (auto per family), DoRA, rsLoRA, top_layers.",
+        description="LoRA adapters (peft); r, alpha, dropout, target_modules (auto per family), DoRA, rsLoRA, top_layers; "
+                    "over a 4-bit base with training.base_dtype: nf4 (QLoRA).",
         per_language=True,
         stackable=True,
+        quantized_base=True,  # peft adapts bitsandbytes' 4-bit layers (training.base_dtype: nf4, QLoRA)
     )

@@ -65,10 +65,14 @@ def strategy_from_manifest(manifest: Manifest, pm: Any) -> tuple[StrategySpec, S
 
 
 def load_base(folder_or_manifest: Path | Manifest, pm: Any = None, *, model: str | None = None,
-              device: str | None = None) -> Base:
-    """Load the base model an adapter package was trained on (or `model`), with the package's task head."""
+              device: str | None = None, base_dtype: str | None = None, precision: str = "no") -> Base:
+    """Load the base model an adapter package was trained on (or `model`), with the package's task head.
+    `base_dtype`: a quantizer's name (nf4) quantizes the base as training did; None: as the package was trained
+    (its manifest's `base_dtype`, absent for a float base); a float dtype: not quantized. `precision`: the
+    compute dtype of quantized layers (bf16/fp16, else float32)."""
     from xft_core.hooks.manager import get_plugin_manager
     from xft_core.models import load_tokenizer, quiet_transformers, resolve_model
+    from xft_core.models.quantize import base_quantizer, quantize_base
 
     quiet_transformers()
     pm = pm or get_plugin_manager()
@@ -76,7 +80,12 @@ def load_base(folder_or_manifest: Path | Manifest, pm: Any = None, *, model: str
     head = head_from_manifest(manifest, pm)
     model_path = resolve_model(model or manifest.data["base_model"], pm)
     tokenizer = load_tokenizer(model_path)
+    quantizer = base_quantizer(manifest.data.get("base_dtype") if base_dtype is None else base_dtype, pm,
+                               key="base_dtype" if base_dtype is not None else f"{MANIFEST}: base_dtype")
     base_model = head.build_model(model_path, tokenizer)
+    if quantizer is not None:
+        quantize_base(quantizer, base_model, head.head_modules(base_model), precision, device or "cpu",
+                      training=False)
     if device:
         base_model.to(device)
     base_model.eval()

@@ -46,6 +46,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     console.print(f"exported {info['source_package']} --to {exported.to}: {exported.path}", highlight=False, soft_wrap=True)
     if exported.to == "merged":
         console.print(f"load: {info['auto_class']}.from_pretrained('{exported.path}')", highlight=False, soft_wrap=True)
+        if info.get("dequantized"):
+            console.print(f"[yellow]note:[/] {info['dequantized']}", highlight=False, soft_wrap=True)
     elif exported.to == "torchscript":
         checked = info["checked"]
         console.print(f"checked: {len(checked['batches'])} batches, max |logit difference| {checked['max_abs_diff']:.2g}, "

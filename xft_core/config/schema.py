@@ -111,8 +111,9 @@ class TrainingConfig:
     # checkpoints (taken every save_every steps); 0 or 1 = off
     average_checkpoints: int = 0
     # dtype of the frozen base weights: auto = the mixed precision (bf16 on capable CPUs and GPUs), so no matmul
-    # casts them on every step; trainable weights stay float32
-    base_dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    # casts them on every step; trainable weights stay float32. Or a quantizer's name (xft_base_quantizers): nf4 keeps
+    # the base's linear layers in 4 bits (QLoRA, plugin xft_bnb, needs xft[qlora]), checked when the run starts
+    base_dtype: str = "auto"
     group_by_length: bool = True  # batches of similar length (less padding); order within a language stays random
     cpu: bool = False  # force CPU even where a GPU is present
     # experiment trackers, Accelerate's names (tensorboard, mlflow, trackio, wandb, ...); local files go to <run>/trackers
@@ -143,6 +144,9 @@ class TrainingConfig:
                 raise ConfigError("training.average_checkpoints and training.load_best_at_end exclude each other")
         if self.report_to:
             check_report_to(self.report_to)
+        if not isinstance(self.base_dtype, str) or not self.base_dtype.strip():
+            raise ConfigError("training.base_dtype must be auto, float32, bfloat16, float16 or a quantizer's name "
+                              f"(nf4: a 4-bit base, QLoRA), got {self.base_dtype!r}")
 
 
 def check_report_to(names: list[str], key: str = "training.report_to") -> None:

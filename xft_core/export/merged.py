@@ -10,6 +10,10 @@ by a transformers Auto class, which `xft-export.json` names:
   the label words' token ids per language, and at which position the LM answers (docs/export.md);
 - any other model class (say `pooling: mean`'s MeanPoolClassifier) is refused: no Auto class could rebuild it from
   the folder, so the consumer would silently get a different model. `--to torchscript` exports those.
+
+An adapter trained over a 4-bit base (`training.base_dtype: nf4`, QLoRA) is merged into the full-precision base
+(de-quantized), and the record's `dequantized` says so: merging into 4-bit weights would round most of the update
+away.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from xft_core.adapters import Base, Manifest, check_compatible, load_base, strategy_from_manifest
+from xft_core.adapters.manifest import MANIFEST
 from xft_core.export.sources import EXPORT_INFO, ExportError, check_out, export_record
 from xft_core.util.files import atomic_folder, atomic_write_json
 
@@ -33,8 +38,9 @@ AUTO_CLASSES = (
 
 def merged_model(package: Path, pm: Any = None, language: str | None = None) -> tuple[Any, Base, Manifest, Any]:
     """(the merged plain model, the loaded base with its head and tokenizer, the package's manifest, the strategy's
-    spec)."""
-    base = load_base(package, pm)
+    spec). An adapter trained over a quantized base (nf4) is merged into the full-precision base weights (module
+    docstring)."""
+    base = load_base(package, pm, base_dtype=merge_dtype(Manifest.read(package), pm))
     manifest = check_compatible(base, package)
     spec, strategy = strategy_from_manifest(manifest, base.pm)
     if not callable(getattr(strategy, "merge", None)):
@@ -57,6 +63,26 @@ def merged_model(package: Path, pm: Any = None, language: str | None = None) -> 
                           "the strategy)")
     base.model = merged
     return merged.eval(), base, manifest, spec
+
+
+def merge_dtype(manifest: Manifest, pm: Any) -> str | None:
+    """The base_dtype to load the base in for merging: as trained (None), unless the adapter was trained over a
+    quantized base that cannot take a merge (4-bit NF4: adding the update to 4-bit weights would round it away and
+    leave a model no Auto class loads without its quantizer), then float32: the full-precision base, dequantized."""
+    from xft_core.models.quantize import base_quantizer
+
+    quantizer = base_quantizer(manifest.data.get("base_dtype"), pm, key=f"{MANIFEST}: base_dtype")
+    return "float32" if quantizer is not None and not quantizer.mergeable else None
+
+
+def dequantized_note(manifest: Manifest) -> str | None:
+    """What the export record and the CLI say when a quantized base's adapter was merged into full precision."""
+    trained = manifest.data.get("base_dtype")
+    if not trained:
+        return None
+    return (f"the adapter was trained over a {trained} (quantized) base; it is merged into the full-precision base "
+            f"weights, the usual export of QLoRA adapters, so the merged model's outputs differ slightly from the "
+            f"{trained} base's with the adapter (xft serve and xft eval run the package over the {trained} base)")
 
 
 def auto_class(model: Any) -> str | None:
@@ -127,6 +153,9 @@ def export_merged(package: Path, out: Path, *, pm: Any = None, language: str | N
     merged, base, manifest, spec = merged_model(package, pm, language)
     model, described = saved_form(merged, base, package)
     record = export_record(package, manifest, "merged", **described)
+    note = dequantized_note(manifest)
+    if note:
+        record["dequantized"] = note
     if spec.language_adapters:  # None: the strategy's default (madx: the source language's adapter)
         record["language_adapter"] = language
     config = getattr(model, "config", None)

@@ -15,6 +15,7 @@ from xft_core.hooks.descriptors import (
     MetricSpec,
     ModelSourceSpec,
     NoOptions,
+    QuantizerSpec,
     RecipeSpec,
     RecipeTask,
     SamplerSpec,
@@ -39,7 +40,7 @@ from xft_core.util.errors import DataWarning, UserError
 __all__ = [
     "BASE_ADAPTER", "KINDS", "ROW_LANGUAGE", "SINGULAR", "Combining", "CommandSpec", "DataPart", "DataRequest",
     "DataSourceError", "DataSourceSpec", "DataWarning", "LanguageSampler", "MetricSpec", "ModelKind", "ModelSourceSpec",
-    "NoOptions",
-    "PluginConflictError", "PluginError", "ProbabilitySampler", "RecipeSpec", "RecipeTask", "RowFields", "SamplerSpec",
-    "Strategy", "StrategySpec", "TaskHead", "TaskHeadSpec", "UserError", "hookimpl", "hookspec", "proportions",
+    "NoOptions", "PluginConflictError", "PluginError", "ProbabilitySampler", "QuantizerSpec", "RecipeSpec", "RecipeTask",
+    "RowFields", "SamplerSpec", "Strategy", "StrategySpec", "TaskHead", "TaskHeadSpec", "UserError", "hookimpl",
+    "hookspec", "proportions",
 ]

@@ -30,6 +30,25 @@ class StrategySpec:
     per_language: bool = False  # can hold one adapter per language in one model
     stackable: bool = False  # several packages can sit on one base that stays loaded (router, hot-swap)
     language_adapters: bool = False  # what runs depends on the rows' language (MAD-X): rows are grouped by language
+    # trains over a quantized frozen base (training.base_dtype: nf4, ...): nothing of the base's own weights trains
+    quantized_base: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class QuantizerSpec:
+    """A quantized form of the frozen base weights, chosen by `training.base_dtype: <name>` (e.g. `nf4`, QLoRA).
+
+    `quantize(model, keep=..., compute_dtype=..., device=..., training=...)` replaces the base's linear layers in
+    place (except the modules named in `keep`, the task head's, and the output embeddings) and returns how many it
+    replaced; it runs after the head built the model and before the strategy adapts it, in training (`training`:
+    gradients must flow through the base to the adapters) and wherever a base is loaded for serving. `mergeable`:
+    adapters can be merged into these weights as they are (`xft export --to merged`); when False, export merges
+    into the full-precision base and says so."""
+
+    name: str
+    quantize: Callable[..., int]
+    description: str = ""
+    mergeable: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -182,7 +201,7 @@ class RecipeSpec:
 
 
 Spec = (StrategySpec | SamplerSpec | TaskHeadSpec | ModelSourceSpec | DataSourceSpec | MetricSpec | CommandSpec
-        | RecipeSpec)
+        | RecipeSpec | QuantizerSpec)
 
 KINDS: dict[str, type[Spec]] = {
     "strategies": StrategySpec,
@@ -193,8 +212,9 @@ KINDS: dict[str, type[Spec]] = {
     "metrics": MetricSpec,
     "commands": CommandSpec,
     "transfer_recipes": RecipeSpec,
+    "base_quantizers": QuantizerSpec,
 }
 
 SINGULAR = {"strategies": "strategy", "samplers": "sampler", "task_heads": "task head", "model_sources": "model source",
             "data_sources": "data source", "metrics": "metric", "commands": "command",
-            "transfer_recipes": "transfer recipe"}
+            "transfer_recipes": "transfer recipe", "base_quantizers": "base quantizer"}

@@ -68,7 +68,8 @@ class Router(Forwarding):
 
     def __init__(self, base_package_or_model: Base | str | Path, *, capacity: int = 8, fallback: Any = None,
                  pm: Any = None, device: str | None = None, batch_size: int = 32, max_length: int = 256,
-                 model: str | None = None, precision: str = "no", scale: float | Mapping[str, float] | None = None):
+                 model: str | None = None, precision: str = "no", scale: float | Mapping[str, float] | None = None,
+                 base_dtype: str | None = None):
         from xft_core.adapters import load_base
         from xft_core.hooks.manager import get_plugin_manager
 
@@ -77,8 +78,11 @@ class Router(Forwarding):
         if isinstance(base_package_or_model, Base):
             self.base = base_package_or_model
         else:
-            device = device or device_type(None)  # None: the best one present (a GPU where there is one)
-            self.base = load_base(Path(base_package_or_model), pm or get_plugin_manager(), model=model, device=device)
+            # device None: the best one present (a GPU where there is one); base_dtype None: quantized (nf4)
+            # where the package was trained over a quantized base
+            device = device or device_type(None)
+            self.base = load_base(Path(base_package_or_model), pm or get_plugin_manager(), model=model, device=device,
+                                  base_dtype=base_dtype, precision=resolve_precision(precision, device))
         self.pm = self.base.pm
         self._strategy_name = ""  # the strategy is built from the first package; every package must share its name
         self._language_adapters = False  # the strategy's spec: what runs depends on the rows' language (MAD-X)

@@ -39,6 +39,11 @@ def quiet_transformers() -> None:
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    # peft imports bitsandbytes wherever it is installed (xft[qlora]); on an AVX512-BF16 CPU bitsandbytes then tries
+    # to fetch a kernel from the Hugging Face Hub and warns when it cannot, though its own kernels work
+    import logging
+
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 
 
 def load_tokenizer(folder: Path) -> Any:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from xft_core.adapters import base_fingerprint, save_package
+from xft_core.models.quantize import FLOAT_DTYPES
 from xft_core.training.run import Run
 from xft_core.version import __version__
 
@@ -26,6 +27,8 @@ def manifest_for(run: Run, adapter: str | None, languages: list[str]) -> dict[st
         "strategy_options": dict(run.config.strategy_options),
         **({"init_from": run.init_from} if run.init_from else {}),
         "precision": run.config.training.precision,  # what eval, predict and serve default to (trained_precision)
+        # a quantized base (nf4) is part of what the adapter was trained on: loading the base quantizes it the same way
+        **({"base_dtype": run.config.training.base_dtype} if run.config.training.base_dtype not in FLOAT_DTYPES else {}),
         "few_shot": {"k": run.config.data.few_shot, "languages": run.few_shot_languages} if run.few_shot_languages else {},
         "averaged_checkpoints": run.averaged_steps,
         "metrics": {lang: run.metrics[lang] for lang in languages if lang in run.metrics},

@@ -20,6 +20,7 @@ from xft_core.evaluation.predict import with_language
 from xft_core.hooks import LanguageSampler, PluginError, SamplerSpec, Strategy, StrategySpec, TaskHead
 from xft_core.hooks.manager import collect, get_plugin_manager, get_spec
 from xft_core.models.fast_paths import prepare_for_training
+from xft_core.models.quantize import FLOAT_DTYPES, base_quantizer, quantize_base
 from xft_core.training.run import Run
 from xft_core.training.streams import LanguageStream
 from xft_core.util.precision import resolve_precision
@@ -104,7 +105,8 @@ def frozen_base_dtype(config: RunConfig, mixed_precision: str) -> Any:
     import torch
 
     setting = config.training.base_dtype
-    if setting == "auto":
+    # a quantized base (nf4) keeps its other frozen weights (embeddings, norms) as `auto` would
+    if setting not in FLOAT_DTYPES or setting == "auto":
         setting = {"bf16": "bfloat16", "fp16": "float16"}.get(mixed_precision, "float32")
     return None if setting == "float32" else getattr(torch, setting)
 
@@ -181,6 +183,7 @@ def prepare(config: RunConfig, *, pm: Any = None, console: Any = None) -> Run:
     pm = pm or get_plugin_manager()
     pm.hook.xft_configure.call_historic(kwargs=dict(config=config))
     strategy_spec, strategy, sampler_spec, sampler_options, head = resolve_plugins(config, pm)
+    quantizer = check_quantized_base(config, strategy_spec, pm)
     data, train, dev = load_data(config, head, pm)
     t = config.training
     accelerator = make_accelerator(config)
@@ -195,7 +198,11 @@ def prepare(config: RunConfig, *, pm: Any = None, console: Any = None) -> Run:
     per_language = config.adapters == "per_language"
     sources = source_languages(config, data)
     adapter_names = list(train) if per_language else [single_adapter_name(sources)]
-    model = strategy.apply(head.build_model(model_path, tokenizer), head, adapter_names if per_language else None)
+    base = head.build_model(model_path, tokenizer)
+    if quantizer is not None:  # before the strategy: peft adapts the quantized layers
+        quantize_base(quantizer, base, head.head_modules(base), accelerator.mixed_precision, accelerator.device,
+                      training=True)
+    model = strategy.apply(base, head, adapter_names if per_language else None)
     if config.init_from:
         init_weights_from(strategy, model, Path(config.init_from), adapter_names)
     dtype = frozen_base_dtype(config, accelerator.mixed_precision)
@@ -216,6 +223,19 @@ def prepare(config: RunConfig, *, pm: Any = None, console: Any = None) -> Run:
     )
     run.trainable_parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return run
+
+
+def check_quantized_base(config: RunConfig, strategy_spec: StrategySpec, pm: Any) -> Any:
+    """The quantizer `training.base_dtype` names (None for a float dtype), if the strategy can train over it."""
+    quantizer = base_quantizer(config.training.base_dtype, pm)
+    if quantizer is not None and not strategy_spec.quantized_base:
+        able = [n for n, p in collect(pm, "strategies").items() if p.spec.quantized_base]
+        raise ConfigError(
+            f"Strategy '{config.strategy}' cannot train over a quantized base (config key: training.base_dtype: "
+            f"{quantizer.name}): it trains the base's own weights, or was not made for quantized layers. Use a float "
+            f"base_dtype, or a strategy that can: {', '.join(sorted(able)) or 'none installed'}."
+        )
+    return quantizer
 
 
 def check_positions(config: RunConfig, model_path: Path) -> None:
