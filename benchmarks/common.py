@@ -1,5 +1,7 @@
 """What several benchmark scripts share: the SIB-200 prompts of the probes, their options, loading the model they
-run, and the line that says what machine a figure comes from (CPU flags, native bf16, threads, torch).
+run, and the lines that say what machine a figure comes from (CPU flags, native bf16, threads, torch, GPUs) and
+in which precision: every benchmark prints them beside its figures (`print_hardware`), since a speed ratio means
+nothing without them (a bf16 matmul runs ~4x slower than float32 on a CPU without AVX512_BF16, ~7x faster with AMX).
 
 Scripts in this folder import it as `common` (python puts the script's folder on the path).
 """
@@ -78,3 +80,48 @@ def machine_line() -> str:
     flags = " ".join(f"{name}{'+' if on else '-'}" for name, on in cpu_flags().items())
     return (f"machine: {flags}; native bf16 (xft's precision auto): {'yes' if cpu_has_native_bf16() else 'no'}; "
             f"{torch.get_num_threads()} thread(s); torch {torch.__version__}")
+
+
+def cpu_model() -> str:
+    import platform
+
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        text = ""
+    return next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")),
+                platform.processor() or platform.machine())
+
+
+def gpu_line() -> str:
+    """The GPUs torch sees (name and memory), or none; the CPU's model name beside them."""
+    import os
+
+    import torch
+
+    gpus = [f"{torch.cuda.get_device_name(i)} ({torch.cuda.get_device_properties(i).total_memory / 2**30:.0f} GiB)"
+            for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    return f"GPU: {'; '.join(gpus) or 'none'}; CPU: {cpu_model()}, {os.cpu_count()} cores"
+
+
+def describe(precision: str | None = None) -> list[str]:
+    """The lines `print_hardware` prints."""
+    lines = [machine_line(), gpu_line()]
+    if precision is not None:
+        named = {"no": "float32 (no mixed precision)", "fp32": "float32", "bf16": "bf16 (autocast; frozen base in bfloat16)",
+                 "fp16": "fp16 (autocast; frozen base in float16)"}
+        lines.append(f"precision: {named.get(precision, precision)}")
+    return lines
+
+
+def print_hardware(precision: str | None = None) -> None:
+    """The machine (CPU flags, native bf16, threads, torch), the GPUs, and the precision the figures below are in."""
+    for line in describe(precision):
+        print(line, flush=True)
+
+
+def auto_precision(device: str | None = None) -> str:
+    """What `training.precision: auto` resolves to on `device` (default: the best one present): bf16, fp16 or no."""
+    from xft_core.util.precision import resolve_precision
+
+    return resolve_precision("auto", device)

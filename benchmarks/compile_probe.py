@@ -23,7 +23,7 @@ import sys
 import time
 from typing import Any
 
-from common import LANGUAGES, SIB, TOPICS, load_lm, machine_line, probe_parser, prompts
+from common import LANGUAGES, SIB, TOPICS, load_lm, print_hardware, probe_parser, prompts
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,10 +35,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     import torch
-    from hardware import print_hardware
 
     folder, tokenizer, model = load_lm(args)
-    print_hardware("float32 (the probe loads the model in float32)")
     texts = sorted(prompts(2 if args.quick else args.per_language), key=lambda t: len(tokenizer(t)["input_ids"]))
     word_ids = [tokenizer(" " + word, add_special_tokens=False)["input_ids"][0] for word in TOPICS]
     batches = [tokenizer(texts[i:i + args.batch_size], return_tensors="pt", padding=True)
@@ -54,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model {folder.name}: {len(texts)} prompts in {len(LANGUAGES)} languages, {len(batches)} forwards "
           f"of shapes {', '.join(f'{r}x{c}' for r, c in shapes)}; {torch.get_num_threads()} thread(s), "
           f"torch {torch.__version__}, precision fp32")
-    print(machine_line())
+    print_hardware("float32")
     reference, _ = scores(model)
     compiled = torch.compile(model, dynamic=True)
     got, first = scores(compiled)

@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     import torch
-    from hardware import auto_precision, print_hardware
+    from common import auto_precision, print_hardware
 
     print_hardware(f"{auto_precision()} for xft (precision auto); plain training loop bf16 autocast; plain inference "
                    "loop float32; serve float32")
@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         print("DDP: skipped (one device; --ddp-cpu N runs it with N CPU processes)")
     print_table(rows_of(results), seconds)
     if args.json:
-        from hardware import describe
+        from common import describe
 
         args.json.write_text(json.dumps({"hardware": describe(), "gpus": gpus, "results": results, "seconds": seconds},
                                         indent=2, default=str) + "\n")

@@ -183,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     parser.add_argument("--train-only", action="store_true", help="train the adapters and stop")
     args = parser.parse_args(argv)
+    from common import auto_precision, print_hardware
+
+    print_hardware(f"{auto_precision()} (training and the router run with precision auto)")
     train_rows = 0
     if args.quick:
         args.model = quick_model(args.work / "tiny-gemma3")

@@ -77,7 +77,7 @@ def main() -> int:
     args = parser.parse_args()
 
     import torch  # noqa: F401  warm the imports so neither timing pays for them
-    from hardware import print_hardware
+    from common import print_hardware
 
     print_hardware("float32 (loading only: dequantizing the GGUF file and reading the converted copy)")
     import transformers  # noqa: F401

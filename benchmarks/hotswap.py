@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             run = train_adapters(str(model), work / "runs", args.steps)
         prepared = time.perf_counter() - started
         router = Router.from_run(run, capacity=8, batch_size=args.batch_size, max_length=128, precision=args.precision)
-        from hardware import print_hardware
+        from common import print_hardware
 
         print_hardware(router.precision)
         names = sorted(router.registered())
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         import json
 
-        from hardware import describe
+        from common import describe
 
         args.json.write_text(json.dumps({**report, "hardware": describe()}, indent=2) + "\n", encoding="utf-8")
     print(f"total {time.perf_counter() - started:.0f} s")

@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args(argv)
-    from hardware import auto_precision, print_hardware
+    from common import auto_precision, print_hardware
 
     print_hardware(f"{auto_precision()} for the xft router (precision auto); the plain peft loop float32")
     work = Path(tempfile.mkdtemp(prefix="xft-inference-"))
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{tokens} tokens; (a)'s batches compute {given} positions ({100 * (1 - tokens / given):.1f}% padding), "
           f"batches of the length-sorted texts {ordered}: ordering alone bounds (b)/(a) at {given / ordered:.2f}x")
     if args.json:
-        from hardware import describe
+        from common import describe
 
         args.json.write_text(json.dumps({"plain_rows_per_second": len(texts) / seconds_a, "precision": precision,
                                          "xft_rows_per_second": len(texts) / seconds_b, "agreement": agree,

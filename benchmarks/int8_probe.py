@@ -25,7 +25,7 @@ import sys
 import time
 from typing import Any
 
-from common import LANGUAGES, SIB, TOPICS, load_lm, machine_line, probe_parser, prompts
+from common import LANGUAGES, SIB, TOPICS, load_lm, print_hardware, probe_parser, prompts
 
 
 def int8_linear_class() -> Any:
@@ -84,10 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     import torch
-    from hardware import print_hardware
 
     folder, tokenizer, model = load_lm(args)
-    print_hardware("float32 baseline; w8 int8 weights in float32 compute; w8a8 int8 dot products")
     texts = prompts(4 if args.quick else args.per_language)
     word_ids = [tokenizer(" " + word, add_special_tokens=False)["input_ids"][0] for word in TOPICS]
     batches = [tokenizer(texts[i:i + args.batch_size], return_tensors="pt", padding=True)
@@ -102,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"model {folder.name}: {len(texts)} prompts in {len(LANGUAGES)} languages, forwards of "
           f"{args.batch_size}, precision fp32, {torch.get_num_threads()} thread(s), torch {torch.__version__}")
-    print(machine_line())
+    print_hardware("float32 (w8, w8a8: int8 weights / dot products)")
     reference, seconds = scores(model)
     print(f"{'fp32':<6} {len(texts) / seconds:8.2f} rows/s  1.00x  topic agreement 100.0%  score error 0.000")
     for name, activations in (("w8", False), ("w8a8", True)):

@@ -24,7 +24,7 @@ import sys
 import time
 from typing import Any, Callable
 
-from common import load_lm, machine_line, probe_parser, prompts
+from common import load_lm, print_hardware, probe_parser, prompts
 
 INT8_SHAPE = (640, 640, 2048)  # tokens x hidden -> intermediate: one MLP projection of Gemma 3 270M on 640 tokens
 
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     size, repeat = (128, 3) if args.quick else (args.size, args.repeat)
     shape = (64, 64, 128) if args.quick else INT8_SHAPE
-    print(machine_line())
+    print_hardware("float32, bf16 and int8 matmuls side by side; the forwards float32")
     rates = matmul_rates(size, repeat)
     print(f"{size}x{size} matmul, fp32  {rates['fp32']:9.1f} GFLOP/s")
     print(f"{size}x{size} matmul, bf16  {rates['bf16']:9.1f} GFLOP/s  {rates['bf16'] / rates['fp32']:.2f}x fp32")

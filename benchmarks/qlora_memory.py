@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         child(args)
         return 0
-    from hardware import auto_precision, print_hardware
+    from common import auto_precision, print_hardware
 
     print_hardware(f"{auto_precision() if args.precision == 'auto' else args.precision} (training.precision "
                    f"{args.precision}); the base's frozen weights in each row's dtype")
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['examples_per_second']:>8.2f}{r['examples_per_cpu_second']:>9.2f}{100 * r['dev_macro_f1']:>8.1f}"
               f"{versus:>9}")
     if args.json:
-        from hardware import describe
+        from common import describe
 
         args.json.write_text(json.dumps({"hardware": describe(), "steps": args.steps, "results": results}, indent=2) + "\n")
     return 0 if all("error" not in r for r in results.values()) else 1

@@ -312,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.model, args.steps, args.levels = None, 4, [1, 8]
     args.seconds = args.seconds or (2.5 if args.quick else 15 if args.throughput else 60)
-    from hardware import print_hardware
+    from common import print_hardware
 
     print_hardware("float32 (the server and the router run with precision no)")
     model = str(Path(args.model).resolve()) if args.model and Path(args.model).exists() else args.model

@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
         import torch
 
         torch.set_num_threads(args.threads)
-    from hardware import auto_precision, print_hardware
+    from common import auto_precision, print_hardware
 
     print_hardware(f"{auto_precision()} where training.precision is auto (the config may say otherwise)")
 

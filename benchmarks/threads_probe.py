@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         child(args)
         return 0
-    from hardware import print_hardware
+    from common import print_hardware
 
     print_hardware("float32 (the plain loop's training step)")
     work = Path(tempfile.mkdtemp(prefix="xft-threads-"))

@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import torch
-    from hardware import print_hardware
+    from common import print_hardware
 
     if args.threads:
         torch.set_num_threads(args.threads)

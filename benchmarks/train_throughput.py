@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.variant:
         child(args)
         return 0
-    from hardware import auto_precision, print_hardware
+    from common import auto_precision, print_hardware
 
     if args.threads:
         import torch
@@ -273,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {variant}/plain: {ratio:.2f}x examples/s ({cpu[variant]:.2f}x per CPU-second), "
                   f"dev macro-F1 {points:+.1f} points")
     if args.json:
-        from hardware import describe
+        from common import describe
 
         Path(args.json).write_text(json.dumps({"model": args.model if not args.quick else "tiny", "epochs": args.epochs,
                                                "hardware": describe(), "threads": args.threads,

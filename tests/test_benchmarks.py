@@ -39,10 +39,11 @@ def numbers(stdout: str, pattern: str) -> list[float]:
 
 
 def hardware(stdout: str) -> str:
-    """Every benchmark says what it ran on: the CPU's bf16/AMX flags, torch's threads and GPUs, the precision."""
-    for flag in ("avx512_bf16", "amx_bf16"):
-        assert re.search(rf"^hardware: CPU .*{flag} (yes|no|unknown)|^hardware: CPU .*flags unknown", stdout, re.M), stdout[:2000]
-    assert re.search(r"^hardware: torch \S+, \d+ threads, kernels \S+; GPU: ", stdout, re.M), stdout[:2000]
+    """Every benchmark says what it ran on (common.print_hardware): the CPU's bf16/AMX flags and xft's native-bf16
+    verdict, torch's threads, the GPUs, and the precision of its figures; returns the precision line."""
+    assert re.search(r"^machine: avx512f[+-] .*avx512_bf16[+-] .*amx_bf16[+-] .*native bf16 \(xft's precision auto\): "
+                     r"(yes|no); \d+ thread\(s\); torch ", stdout, re.M), stdout[:2000]
+    assert re.search(r"^GPU: .+; CPU: .+, \d+ cores$", stdout, re.M), stdout[:2000]
     [precision] = re.findall(r"^precision: (.+)$", stdout, re.M)
     return precision
 
@@ -166,7 +167,7 @@ def test_compile_probe_quick(tmp_path):
 @pytest.mark.skipif(not SIB.is_dir(), reason=f"needs the SIB-200 data in {SIB}")
 def test_matmul_probe_quick(tmp_path):
     out = run(tmp_path, "matmul_probe.py", "--quick", "--profile", "--per-language", "2", "--batch-size", "4")
-    assert re.search(r"^machine: avx512f[+-] .*amx_bf16[+-] .*native bf16 \(xft's precision auto\): (yes|no); ", out, re.M), out
+    hardware(out)
     positive(out, rf"^128x128 matmul, fp32\s+{NUMBER} GFLOP/s$")
     positive(out, rf"^128x128 matmul, bf16\s+{NUMBER} GFLOP/s\s+{NUMBER}x fp32$")
     if "int8 matmul 64x64x128: not available" not in out:
@@ -193,6 +194,7 @@ def test_threads_probe_quick(tmp_path):
 @pytest.mark.skipif(not SIB.is_dir(), reason=f"needs the SIB-200 data in {SIB}")
 def test_fallback_quick(tmp_path):
     out = run(tmp_path, "fallback.py", "--quick", "--work", str(tmp_path / "work"))
+    hardware(out)
     for label in ("English adapter alone", "best other source (ranked on dev)", "merge of the nearest languages' adapters",
                   "ensemble of the nearest languages' adapters", "the language's own adapter (ceiling)"):
         score, _, gain, seeds = numbers(out, rf"^\| {re.escape(label)} \| {NUMBER} ± {NUMBER} \| {NUMBER} \| {NUMBER} \|$")
