@@ -13,8 +13,9 @@ those scripts print and docs/benchmarks.md explains:
   hot swap    benchmarks/hotswap.py: mixed-language batch / single-adapter batch / request by request
   serve       benchmarks/serve_load.py --throughput: a real `xft serve`, 1 and 8 one-row clients, against the
               router's own batch throughput
-  DDP         with 2 or more GPUs (or `--ddp-cpu N` processes on a CPU): `xft train` under torchrun on N devices
-              against one device with the same global batch: examples/s, and the final losses, which must agree
+  DDP, FSDP   with 2 or more GPUs (or `--ddp-cpu N` processes on a CPU): `xft train` on N devices, under DDP
+              (torchrun) and under FSDP2 (accelerate launch --config_file examples/accelerate/fsdp.yaml), against
+              one device with the same global batch: examples/s, and the losses of every step, which must agree
 
 What xft itself does on a GPU, which this exercises: SDPA attention (a CPU trains with eager attention, whose
 backward is faster there), fused AdamW, bf16 autocast with the frozen base in bf16, batches copied from pinned
@@ -74,33 +75,49 @@ def ddp_child(args: argparse.Namespace) -> None:
                      "cpu": args.ddp_cpu > 0}}, progress=False)
     if run.accelerator.is_main_process:
         losses = [r["loss"] for r in run.history if "loss" in r]
+        from xft_core.training.sharding import is_sharded
+
         print("RESULT " + json.dumps({"examples_per_second": run.examples_per_second, "processes": run.accelerator.num_processes,
+                                      "sharding": "fsdp2" if is_sharded(run.unwrapped_model()) else "none",
                                       "losses": losses, "device": str(run.accelerator.device),
                                       "dev_macro_f1": run.metrics.get("eng", {}).get("macro_f1")}), flush=True)
 
 
-def ddp(model: str, data: Path, processes: int, global_batch: int, steps: int, cpu: bool, timeout: float) -> dict:
-    """One process with the global batch, then `processes` under torchrun with global_batch / processes each."""
-    results = {}
-    for n in (1, processes):
-        out = tempfile.mkdtemp(prefix="xft-ddp-")
+def parallel_runs(model: str, data: Path, processes: int, global_batch: int, steps: int, cpu: bool,
+                  timeout: float) -> dict[str, dict]:
+    """One process with the global batch, then `processes` of global_batch / processes each: under DDP (torchrun)
+    and under FSDP2 (`accelerate launch --config_file examples/accelerate/fsdp.yaml`). {"DDP": ..., "FSDP": ...}."""
+    def one(n: int, launcher: list[str]) -> dict:
+        out = tempfile.mkdtemp(prefix="xft-parallel-")
         child = [str(Path(__file__)), "--ddp-child", "--model", model, "--data", str(data), "--out", out,
                  "--steps", str(steps), "--batch-size", str(global_batch // n), "--ddp-cpu", str(processes if cpu else 0)]
-        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(n)] if n > 1 \
-            else [sys.executable]
         env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
         try:
-            done = subprocess.run(launcher + child, capture_output=True, text=True, env=env, timeout=timeout)
+            done = subprocess.run(launcher + child, capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT)
         except subprocess.TimeoutExpired:
             return {"error": f"{n} process(es) timed out after {timeout:.0f} s"}
         line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
         if done.returncode or line is None:
             return {"error": f"{n} process(es) exited {done.returncode}: {(done.stderr or done.stdout)[-400:]}"}
-        results[n] = json.loads(line[len("RESULT "):])
-    one, many = results[1], results[processes]
-    gap = max(abs(a - b) for a, b in zip(one["losses"], many["losses"])) if one["losses"] else math.nan
-    return {"one": one, "many": many, "processes": processes, "ratio": many["examples_per_second"] / one["examples_per_second"],
-            "max_loss_difference": gap}
+        return json.loads(line[len("RESULT "):])
+
+    single = one(1, [sys.executable])
+    launchers = {
+        "DDP": [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)],
+        "FSDP": [sys.executable, "-m", "accelerate.commands.accelerate_cli", "launch", "--config_file",
+                 str(ROOT / "examples" / "accelerate" / "fsdp.yaml"), "--num_processes", str(processes),
+                 "--main_process_port", "0"],
+    }
+    results = {}
+    for kind, launcher in launchers.items():
+        many = one(processes, launcher) if "error" not in single else single
+        if "error" in many:
+            results[kind] = many
+            continue
+        gap = max(abs(a - b) for a, b in zip(single["losses"], many["losses"])) if single["losses"] else math.nan
+        results[kind] = {"one": single, "many": many, "processes": processes, "max_loss_difference": gap,
+                         "ratio": many["examples_per_second"] / single["examples_per_second"]}
+    return results
 
 
 # ------------------------------------------------------------------------------------------------ table
@@ -113,8 +130,8 @@ def rows_of(results: dict) -> list[tuple[str, str, str, str]]:
             rows.append((part, "FAILED", result["error"][:90], ""))
         return "error" in result
 
-    train = results.get("training", {})
-    if not failed("training", train):
+    train = results.get("training")
+    if train is not None and not failed("training", train):
         run = next(iter(train["runs"].values()))
         plain, mine = run["plain-bf16"], run["xft"]
         rows.append(("training", "plain HF + peft loop, bf16 autocast", f"{plain['examples_per_second']:.2f} ex/s",
@@ -122,32 +139,34 @@ def rows_of(results: dict) -> list[tuple[str, str, str, str]]:
         rows.append(("training", f"xft train, precision {mine['precision']}", f"{mine['examples_per_second']:.2f} ex/s",
                      f"{mine['examples_per_second'] / plain['examples_per_second']:.2f}x the plain loop; "
                      f"dev macro-F1 {100 * mine['dev_macro_f1']:.1f}"))
-    infer = results.get("inference", {})
-    if not failed("inference", infer):
+    infer = results.get("inference")
+    if infer is not None and not failed("inference", infer):
         rows.append(("inference", "plain peft loop, float32", f"{infer['plain_rows_per_second']:.1f} rows/s", ""))
         rows.append(("inference", f"xft router, precision {infer['precision']}", f"{infer['xft_rows_per_second']:.1f} rows/s",
                      f"{infer['ratio']:.2f}x; labels agree {100 * infer['agreement']:.1f}%"))
-    swap = results.get("hot swap", {})
-    if not failed("hot swap", swap):
+    swap = results.get("hot swap")
+    if swap is not None and not failed("hot swap", swap):
         rows.append(("hot swap", "mixed 4-language batch", f"{swap['mixed']:.1f} rows/s",
                      f"{swap['mixed'] / swap['single']:.2f}x single-adapter (floor 0.9x)"))
         judged = "floor 4x" if "reported" not in swap else "floor 4x on GPUs; reported only on a CPU"
         rows.append(("hot swap", "request by request", f"{swap['per_request']:.1f} rows/s",
                      f"mixed is {swap['mixed'] / swap['per_request']:.2f}x ({judged})"))
         rows.append(("hot swap", "adapter switch, median", f"{swap['switch_ms'] * 1e3:.0f} us", "floor < 1 ms"))
-    serve = results.get("serve", {})
-    if not failed("serve", serve):
+    serve = results.get("serve")
+    if serve is not None and not failed("serve", serve):
         for level in serve["levels"]:
             rows.append(("serve", f"{level['clients']} one-row client(s)", f"{level['requests_per_second']:.1f} req/s",
                          f"p50 {level['p50_ms']:.0f} ms, p99 {level['p99_ms']:.0f} ms, wrong {len(level['wrong'])}"))
         if serve.get("ratio") is not None:
             rows.append(("serve", "server at 8 clients / router batch", f"{serve['ratio']:.2f}", "floor 0.8"))
-    parallel = results.get("DDP")
-    if parallel is not None and not failed("DDP", parallel):
-        rows.append(("DDP", f"{parallel['processes']} processes, same global batch",
-                     f"{parallel['many']['examples_per_second']:.2f} ex/s",
-                     f"{parallel['ratio']:.2f}x one process ({parallel['one']['examples_per_second']:.2f} ex/s); "
-                     f"losses differ by <= {parallel['max_loss_difference']:.1e}"))
+    for kind in ("DDP", "FSDP"):
+        parallel = results.get(kind)
+        if parallel is not None and not failed(kind, parallel):
+            sharded = " (fsdp2)" if parallel["many"].get("sharding") == "fsdp2" else ""
+            rows.append((kind, f"{parallel['processes']} processes{sharded}, same global batch",
+                         f"{parallel['many']['examples_per_second']:.2f} ex/s",
+                         f"{parallel['ratio']:.2f}x one process ({parallel['one']['examples_per_second']:.2f} ex/s); "
+                         f"losses differ by <= {parallel['max_loss_difference']:.1e}"))
     return rows
 
 
@@ -167,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parts", nargs="+", default=["training", "inference", "hot swap", "serve", "DDP"],
                         choices=["training", "inference", "hot swap", "serve", "DDP"])
     parser.add_argument("--ddp-cpu", type=int, default=0,
-                        help="without GPUs: the DDP part with this many CPU processes (gloo); --quick uses 2")
+                        help="without GPUs: the DDP part (DDP and FSDP2) with this many CPU processes (gloo); --quick uses 2")
     parser.add_argument("--json", type=Path, help="also write every part's results to this file")
     parser.add_argument("--ddp-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
@@ -207,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
         results[part], tails[part], seconds[part] = script(name, *part_args, timeout=timeout, threads=threads)
     processes = gpus if gpus > 1 else (args.ddp_cpu or (2 if args.quick else 0))
     if "DDP" in args.parts and processes > 1:
-        print(f"DDP: {processes} {'GPUs' if gpus > 1 else 'CPU processes'} against one, same global batch", flush=True)
+        print(f"DDP and FSDP: {processes} {'GPUs' if gpus > 1 else 'CPU processes'} against one, same global batch",
+              flush=True)
         if args.quick:
             from train_throughput import synthetic
 
@@ -221,10 +241,10 @@ def main(argv: list[str] | None = None) -> int:
 
             model, data, steps, batch = str(resolve_model(args.model, get_plugin_manager())), SIB, 24, 32
         started = time.perf_counter()
-        results["DDP"] = ddp(model, data, processes, batch, steps, cpu=gpus < 2, timeout=timeout)
-        seconds["DDP"] = time.perf_counter() - started
+        results.update(parallel_runs(model, data, processes, batch, steps, cpu=gpus < 2, timeout=timeout))
+        seconds["DDP and FSDP"] = time.perf_counter() - started
     elif "DDP" in args.parts:
-        print("DDP: skipped (one device; --ddp-cpu N runs it with N CPU processes)")
+        print("DDP and FSDP: skipped (one device; --ddp-cpu N runs them with N CPU processes)")
     print_table(rows_of(results), seconds)
     if args.json:
         from common import describe

@@ -246,9 +246,10 @@ def test_device_check_quick(tmp_path):
         requests, p50, p99, wrong = numbers(out, rf"^serve\s+{clients} one-row client\(s\)\s+{NUMBER} req/s\s+p50 {NUMBER} ms, "
                                                  rf"p99 {NUMBER} ms, wrong {NUMBER}$")
         assert requests > 0 and wrong == 0
-    rate, ratio, one, gap = numbers(out, rf"^DDP\s+2 processes, same global batch\s+{NUMBER} ex/s\s+{NUMBER}x one process "
-                                         rf"\({NUMBER} ex/s\); losses differ by <= {NUMBER}$")
-    assert rate > 0 and one > 0 and gap < 0.05, "2 processes with half the batch each train what one process trains"
+    for kind, sharded in (("DDP", ""), ("FSDP", r" \(fsdp2\)")):
+        rate, ratio, one, gap = numbers(out, rf"^{kind}\s+2 processes{sharded}, same global batch\s+{NUMBER} ex/s\s+"
+                                             rf"{NUMBER}x one process \({NUMBER} ex/s\); losses differ by <= {NUMBER}$")
+        assert rate > 0 and one > 0 and gap < 0.05, f"{kind}: 2 processes with half the batch each train what one trains"
     assert "FAILED" not in out
     report = json.loads((tmp_path / "check.json").read_text())
-    assert set(report["results"]) == {"training", "inference", "hot swap", "serve", "DDP"}
+    assert set(report["results"]) == {"training", "inference", "hot swap", "serve", "DDP", "FSDP"}

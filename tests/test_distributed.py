@@ -1,6 +1,7 @@
 """Several processes. Two CPU ranks (gloo, what Accelerate calls MULTI_CPU) train what one process trains with the
 same global batch, per-language adapters included, and only rank 0 writes; the GPU configs of examples/accelerate/
-are read by Accelerate and turned into launch environments (no GPU, no deepspeed needed).
+are read by Accelerate and turned into launch environments (no GPU, no deepspeed needed). Sharded training (FSDP2)
+has its own file: tests/test_fsdp.py.
 
 Each two-process run is one real launch: `torchrun --nproc_per_node 2 -m xft_core train` (the CPU recipe of
 docs/distributed.md), and `accelerate launch --config_file examples/accelerate/ddp_multi_gpu.yaml -m xft_core train`
@@ -241,8 +242,7 @@ def test_accelerate_reads_the_config(name):
     assert config.mixed_precision == "bf16" and not config.use_cpu
     if mode == "FSDP":
         fsdp = config.fsdp_config
-        assert fsdp["fsdp_use_orig_params"] is True, "LoRA: frozen and trainable tensors share FSDP's flat parameters"
-        assert (fsdp["fsdp_version"], fsdp["fsdp_auto_wrap_policy"]) == (1, "TRANSFORMER_BASED_WRAP")
+        assert (fsdp["fsdp_version"], fsdp["fsdp_auto_wrap_policy"]) == (2, "TRANSFORMER_BASED_WRAP"), "xft trains FSDP2"
     if mode == "DEEPSPEED":
         assert config.deepspeed_config["zero_stage"] == ZERO_STAGES[name]
     if machines > 1:
@@ -280,10 +280,12 @@ def test_accelerate_turns_the_config_into_a_launch(name, monkeypatch):
     assert launch.rdzv_endpoint.endswith(f":{port}")
     assert command == sys.executable and command_args == ["-u", "-m", "xft_core", "train", "examples/sib200.yaml"]
 
-    stand_in = SimpleNamespace(distributed_type=DistributedType(mode), state=SimpleNamespace(deepspeed_plugin=None))
-    if mode == "FSDP":  # the FSDP plugin itself needs a GPU to be built
-        assert env["ACCELERATE_USE_FSDP"] == "true" and env["FSDP_USE_ORIG_PARAMS"] == "true"
+    stand_in = SimpleNamespace(distributed_type=DistributedType(mode),
+                               state=SimpleNamespace(deepspeed_plugin=None, fsdp_plugin=None))
+    if mode == "FSDP":  # the FSDP plugin itself needs a GPU to be built: a stand-in with the version it would read
+        assert env["ACCELERATE_USE_FSDP"] == "true" and env["FSDP_VERSION"] == "2"
         assert env["FSDP_TRANSFORMER_CLS_TO_WRAP"] == "Gemma3DecoderLayer"
+        stand_in.state.fsdp_plugin = SimpleNamespace(fsdp_version=int(env["FSDP_VERSION"]))
     if mode == "DEEPSPEED":
         from accelerate.utils import DeepSpeedPlugin
 
@@ -291,8 +293,8 @@ def test_accelerate_turns_the_config_into_a_launch(name, monkeypatch):
             plugin = DeepSpeedPlugin()
         assert plugin.zero_stage == ZERO_STAGES[name] == plugin.deepspeed_config["zero_optimization"]["stage"]
         stand_in.state.deepspeed_plugin = plugin
-    if mode in ("FSDP", "DEEPSPEED"):  # xft refuses what it would save wrongly, before any weights load
+    if mode == "DEEPSPEED":  # xft refuses what it would save wrongly, before any weights load
         with pytest.raises(ConfigError, match=f"{mode}.*docs/distributed.md"):
             check_distributed(stand_in)
-    else:
+    else:  # DDP, and FSDP2 (tests/test_fsdp.py trains under this very file on CPU processes)
         check_distributed(stand_in)

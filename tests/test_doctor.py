@@ -131,7 +131,7 @@ def test_json_holds_the_same_facts(cli):
 @pytest.mark.parametrize(("file", "mode", "verdict"), [
     ("ddp_multi_gpu.yaml", "MULTI_GPU", "supported"),
     ("deepspeed_zero3.yaml", "DEEPSPEED", "refused"),
-    ("fsdp.yaml", "FSDP", "refused"),
+    ("fsdp.yaml", "FSDP", "supported"),
 ])
 def test_an_accelerate_config_file_is_read_and_judged(cli, file, mode, verdict):
     import yaml

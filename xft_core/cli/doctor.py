@@ -175,13 +175,14 @@ def accelerate_config_report(path: str | None) -> dict[str, Any]:
     keys = ("num_processes", "num_machines", "machine_rank", "mixed_precision", "use_cpu")
     fields = {k: getattr(loaded, k, None) for k in keys}
     stage = (loaded.deepspeed_config or {}).get("zero_stage") if mode == "DEEPSPEED" else None
+    version = int((loaded.fsdp_config or {}).get("fsdp_version", 1)) if mode == "FSDP" else None
     summary = f"{mode}, {fields['num_processes']} processes on {fields['num_machines']} machine(s), " \
               f"mixed_precision {fields['mixed_precision']}" + (f", ZeRO-{stage}" if stage is not None else "")
     return {"file": str(file), "distributed_type": mode, **fields, "zero_stage": stage, "summary": summary,
-            "xft": xft_verdict(mode, stage)}
+            "xft": xft_verdict(mode, stage, version)}
 
 
-def xft_verdict(mode: str, stage: Any) -> str:
+def xft_verdict(mode: str, stage: Any, fsdp_version: int | None = None) -> str:
     """'supported', or why xft refuses the mode: the very check a training run makes (training.prepare)."""
     from types import SimpleNamespace
 
@@ -189,7 +190,8 @@ def xft_verdict(mode: str, stage: Any) -> str:
     from xft_core.training.prepare import check_distributed
 
     plugin = SimpleNamespace(zero_stage=stage)
-    accelerator = SimpleNamespace(distributed_type=mode, state=SimpleNamespace(deepspeed_plugin=plugin))
+    accelerator = SimpleNamespace(distributed_type=mode, state=SimpleNamespace(
+        deepspeed_plugin=plugin, fsdp_plugin=SimpleNamespace(fsdp_version=fsdp_version or 1)))
     try:
         check_distributed(accelerator)
     except ConfigError as exc:

@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
+from xft_core.training.sharding import load_optimizer_state, load_trainable, optimizer_state, trainable_state
 from xft_core.util.errors import UserError
 from xft_core.util.files import atomic_folder, atomic_write_json
 
@@ -31,25 +32,24 @@ class CheckpointError(FileNotFoundError):
     """No usable checkpoint where one was asked for (a FileNotFoundError: the CLI reports it without a traceback)."""
 
 
-def _trainable_state(run: Any) -> dict[str, Any]:
-    model = run.accelerator.unwrap_model(run.model)
-    return {n: p.detach().cpu().contiguous().clone() for n, p in model.named_parameters() if p.requires_grad}
-
-
 def save_checkpoint(run: Any, optimizer: Any, scheduler: Any, extra: Mapping[str, Any]) -> Path:
-    """Trainable weights, optimizer, scheduler, sampler, data positions and every RNG; complete or absent."""
+    """Trainable weights, optimizer, scheduler, sampler, data positions and every RNG; complete or absent. Called
+    on every process: where the model is sharded (FSDP2) they gather the whole tensors together; the main process
+    writes."""
     import torch
     from safetensors.torch import save_file
 
     target = run.paths.checkpoints / f"step-{run.step}"
-    if not run.accelerator.is_main_process:
+    model, main = run.accelerator.unwrap_model(run.model), run.accelerator.is_main_process
+    weights, optimizer_state_dict = trainable_state(model, main), optimizer_state(model, optimizer, main)
+    if not main:
         return target
     with atomic_folder(target) as tmp:
         with _writing(target / "trainable.safetensors"):
-            save_file(_trainable_state(run), str(tmp / "trainable.safetensors"))
+            save_file(weights, str(tmp / "trainable.safetensors"))
         _pause_for_tests(tmp, run.step)
         with _writing(target / "optimizer.pt"):
-            torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+            torch.save(optimizer_state_dict, tmp / "optimizer.pt")
         rng = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available():
             for i, state in enumerate(torch.cuda.get_rng_state_all()):
@@ -155,24 +155,21 @@ def latest_checkpoint(folder: Path) -> Path | None:
 
 
 def restore_trainable(run: Any, path: Path, weights: Mapping[str, Any] | None = None) -> None:
-    """Copy a checkpoint's trainable weights into the run's model (resume, and best-checkpoint selection)."""
-    import torch
+    """Copy a checkpoint's trainable weights into the run's model (resume, and best-checkpoint selection); every
+    process reads the file and keeps its own shard where the model is sharded."""
     from safetensors.torch import load_file
 
     weights = weights if weights is not None else load_file(str(path / "trainable.safetensors"))
-    params = dict(run.accelerator.unwrap_model(run.model).named_parameters())
-    missing = [n for n, p in params.items() if p.requires_grad and n not in weights]
+    model = run.accelerator.unwrap_model(run.model)
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and n not in weights]
     if missing:
         raise UserError(f"{path}: checkpoint does not match this run's trainable parameters (missing {missing[0]})")
-    with torch.no_grad():
-        for name, tensor in weights.items():
-            params[name].copy_(tensor)
+    load_trainable(model, weights)
 
 
 def average_checkpoints(run: Any, count: int) -> list[int]:
     """Copy the mean of the trainable weights of the newest `count` complete checkpoints into the run's model;
     returns their steps (Schmidt, Vulić & Glavaš 2023: averaging a run's snapshots transfers more robustly)."""
-    import torch
     from safetensors.torch import load_file
 
     newest = sorted(complete_checkpoints(run.paths.checkpoints), key=_step_of)[-count:]
@@ -180,10 +177,7 @@ def average_checkpoints(run: Any, count: int) -> list[int]:
     for path in newest:
         for name, tensor in load_file(str(path / "trainable.safetensors")).items():
             total[name] = total[name] + tensor.double() if name in total else tensor.double()
-    params = dict(run.accelerator.unwrap_model(run.model).named_parameters())
-    with torch.no_grad():
-        for name, value in total.items():
-            params[name].copy_(value / len(newest))
+    load_trainable(run.accelerator.unwrap_model(run.model), {name: value / len(newest) for name, value in total.items()})
     return [_step_of(path) for path in newest]
 
 
@@ -255,7 +249,7 @@ def load_checkpoint(run: Any, path: Path, optimizer: Any, scheduler: Any,
 
     files = files or read_checkpoint(path)
     restore_trainable(run, path, files["weights"])
-    optimizer.load_state_dict(files["optimizer"])
+    load_optimizer_state(run.accelerator.unwrap_model(run.model), optimizer, files["optimizer"])
     state = files["state"]
     scheduler.load_state_dict(state["scheduler"])
     run.sampler.load_state_dict(state["sampler"])

@@ -17,6 +17,7 @@ from xft_core.training.outputs import run_summary, save_adapters
 from xft_core.training.prepare import check_trackers_started, prepare
 from xft_core.training.resume import check_run_folder, open_run_folder, resume_from_checkpoint
 from xft_core.training.run import Run
+from xft_core.training.sharding import shard, shards_itself, whole_state_dict
 from xft_core.util.console import print_line
 from xft_core.util.console import progress as progress_bar
 from xft_core.util.files import atomic_write_json
@@ -93,9 +94,15 @@ def start(run: Run, resume: bool) -> LoopState:
 
         for warning in quick_check(run.train, run.dev, run.head, run.tokenizer, config.training.max_length):
             run.console.print(f"[yellow]data warning:[/] {warning}", soft_wrap=True)
+    own_shards = shards_itself(acc)
+    if own_shards:  # FSDP2 asked for on CPU processes: torch's fully_shard, before the optimizer sees the parameters
+        shard(run.model, acc)
     optimizer = make_optimizer(run.model, config, acc.device.type)
     scheduler = make_scheduler(optimizer, config)
-    run.model, optimizer = acc.prepare(run.model, optimizer)
+    if own_shards:  # no DDP around a sharded model: FSDP reduces the gradients itself
+        optimizer = acc.prepare(optimizer)
+    else:  # (under Accelerate's FSDP2, prepare shards the model and moves the optimizer onto the shards)
+        run.model, optimizer = acc.prepare(run.model, optimizer)
     state = LoopState(optimizer, scheduler)
     state.bad_evals = resume_from_checkpoint(run, optimizer, scheduler) if resume else 0
     if acc.is_main_process:
@@ -128,7 +135,8 @@ def train_step(run: Run, state: LoopState) -> list[str]:
         last = micro == t.gradient_accumulation_steps - 1
         context = acc.no_sync(model) if not last and acc.num_processes > 1 else contextlib.nullcontext()
         with context:
-            loss = model(**batch).loss / t.gradient_accumulation_steps
+            with acc.autocast():  # a model Accelerate prepared is autocast already; one xft sharded is not
+                loss = model(**batch).loss / t.gradient_accumulation_steps
             acc.backward(loss)
         state.loss_sum = state.loss_sum + loss.detach() * t.gradient_accumulation_steps
         state.loss_count += 1
@@ -208,8 +216,9 @@ def finish(run: Run, state: LoopState, started: float) -> None:
         run.metrics = evaluate_dev(run) if run.dev else run.metrics
         log(run, {"step": run.step, "eval": run.metrics, "averaged_checkpoints": run.averaged_steps})
         run.console.print(f"Averaged the trainable weights of the checkpoints of steps {', '.join(map(str, run.averaged_steps))}")
-    if acc.is_main_process:
-        save_adapters(run)
+    with whole_state_dict(run.unwrapped_model()):  # gathered on every process where the model is sharded
+        if acc.is_main_process:
+            save_adapters(run)
     run.wall_seconds = time.perf_counter() - started
     if acc.is_main_process:
         atomic_write_json(paths.run_info, run_summary(run))

@@ -8,6 +8,7 @@ from typing import Any
 from xft_core.adapters import base_fingerprint, save_package
 from xft_core.models.quantize import FLOAT_DTYPES
 from xft_core.training.run import Run
+from xft_core.training.sharding import is_sharded
 from xft_core.version import __version__
 
 
@@ -73,5 +74,6 @@ def run_summary(run: Run) -> dict[str, Any]:
         "precision": run.accelerator.mixed_precision,
         "device": str(run.accelerator.device),
         "num_processes": run.accelerator.num_processes,
+        "sharding": "fsdp2" if is_sharded(run.unwrapped_model()) else "none",  # fsdp2: parameters sharded across processes
         "xft_version": __version__,
     }

@@ -22,6 +22,7 @@ from xft_core.hooks.manager import collect, get_plugin_manager, get_spec
 from xft_core.models.fast_paths import prepare_for_training
 from xft_core.models.quantize import FLOAT_DTYPES, base_quantizer, quantize_base
 from xft_core.training.run import Run
+from xft_core.training.sharding import check_fsdp
 from xft_core.training.streams import LanguageStream
 from xft_core.util.precision import resolve_precision
 from xft_core.util.runfiles import RunPaths
@@ -146,21 +147,23 @@ def make_accelerator(config: RunConfig) -> Any:
     )
 
 
-def check_distributed(accelerator: Any) -> None:
-    """Refuse the Accelerate modes xft's loop cannot run correctly yet (docs/distributed.md): it evaluates,
-    checkpoints and saves adapters from the main process's own copy of the weights and optimizer, which is whole
-    under DDP but a shard under FSDP and DeepSpeed, so the packages and checkpoints would be incomplete."""
+def check_distributed(accelerator: Any, config: RunConfig | None = None) -> None:
+    """Refuse the Accelerate modes xft's loop cannot run correctly (docs/distributed.md). FSDP2 trains: xft gathers
+    the shards for saving, evaluation and resume (training/sharding.py); FSDP1 and a quantized base under FSDP are
+    refused with the way out. DeepSpeed is refused: its engine steps, accumulates and clips itself and needs a
+    DataLoader, and xft would save adapters and checkpoints from the main process's partition alone."""
     mode = str(getattr(accelerator.distributed_type, "value", accelerator.distributed_type))
-    if mode not in ("FSDP", "DEEPSPEED"):
+    quantized = config is not None and config.training.base_dtype not in FLOAT_DTYPES
+    check_fsdp(accelerator, quantized)
+    if mode != "DEEPSPEED":
         return
     stage = getattr(getattr(accelerator.state, "deepspeed_plugin", None), "zero_stage", None)
-    what = {"FSDP": "FSDP shards the parameters and the optimizer state",
-            "DEEPSPEED": f"DeepSpeed ZeRO-{stage} shards the optimizer state" + (" and the parameters" if stage == 3 else "")}
     raise ConfigError(
-        f"xft does not train under Accelerate's {mode} yet (accelerate config: distributed_type: {mode}): {what[mode]}, "
-        "while xft saves adapters and checkpoints from the main process's copy alone. Use DDP "
-        "(examples/accelerate/ddp_multi_gpu.yaml: a LoRA adapter and its optimizer state fit on every GPU); "
-        "see docs/distributed.md."
+        f"xft does not train under Accelerate's DEEPSPEED (accelerate config: distributed_type: DEEPSPEED): DeepSpeed "
+        f"ZeRO-{stage} shards the optimizer state" + (" and the parameters" if stage == 3 else "") + ", steps, "
+        "accumulates and clips inside its own engine, and needs a DataLoader that xft's loop does not have. Use FSDP2 "
+        "(examples/accelerate/fsdp.yaml) to shard, or DDP (examples/accelerate/ddp_multi_gpu.yaml: a LoRA adapter and "
+        "its optimizer state fit on every GPU); see docs/distributed.md."
     )
 
 
@@ -187,7 +190,7 @@ def prepare(config: RunConfig, *, pm: Any = None, console: Any = None) -> Run:
     data, train, dev = load_data(config, head, pm)
     t = config.training
     accelerator = make_accelerator(config)
-    check_distributed(accelerator)
+    check_distributed(accelerator, config)
     set_seed(t.seed)
     model_path = resolve_model(config.model, pm)
     check_positions(config, model_path)
