@@ -144,6 +144,29 @@ def test_fused_lora_leaves_other_cases_to_peft(tiny_model):
         assert torch.allclose(bare, reference(input_ids=ids).logits, atol=1e-6)
 
 
+@pytest.mark.parametrize("missing", ["lora_variant", "lora_bias", "scaling"])
+def test_fused_lora_is_not_installed_where_a_peft_internal_is_missing(tiny_model, missing):
+    """A peft release that moves one of the internals the fused path reads keeps peft's own forward (same outputs)."""
+    import torch
+
+    from xft_lora.fused import install
+
+    model, reference = _lora(tiny_model), _lora(tiny_model)
+    for module in model.modules():
+        if missing in vars(module):
+            delattr(module, missing)
+    assert install(list(model.modules())) == 0
+    assert not any("forward" in vars(m) for m in model.modules() if type(m).__name__ == "Linear" and hasattr(m, "lora_A"))
+    ids = torch.randint(3, 90, (2, 7))
+    if missing == "scaling":  # peft's own forward needs it too: put it back to compare outputs
+        return
+    restored = {k: v for k, v in vars(reference.base_model.model.model.layers[0].self_attn.q_proj).items() if k == missing}
+    for module in model.modules():
+        if type(module).__name__ == "Linear" and hasattr(module, "lora_A") and restored:
+            setattr(module, missing, dict(restored[missing]))
+    assert torch.allclose(model(input_ids=ids).logits, reference(input_ids=ids).logits, atol=1e-6)
+
+
 def test_label_word_scores_and_their_gradients_equal_the_full_lm_head(tiny_model):
     import torch
 

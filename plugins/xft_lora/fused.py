@@ -41,16 +41,28 @@ def fused_forward(self: Any, x: Any, *args: Any, **kwargs: Any) -> Any:
     return flat.view(result.shape).to(result.dtype)
 
 
+INTERNALS = ("lora_A", "lora_B", "lora_dropout", "scaling", "lora_variant", "lora_bias")  # by adapter name
+
+
+def _mapping(value: Any) -> bool:
+    """A dict or ModuleDict: what peft keys by adapter name."""
+    return hasattr(value, "__getitem__") and hasattr(value, "__contains__") and hasattr(value, "keys")
+
+
 def install(layers: Sequence[Any]) -> int:
     """Give each peft LoRA `Linear` among `layers` the fused forward (an attribute of that instance, so the class
-    and every other model stay as peft made them). Returns how many layers have it."""
+    and every other model stay as peft made them). Returns how many layers have it.
+
+    The path reads the peft internals in `INTERNALS` (and `active_adapters`, `disable_adapters`, `merged`); a layer
+    of a peft release that lacks one keeps peft's own forward, slower and the same (tests/test_fast_paths.py)."""
     try:
         from peft.tuners.lora.layer import Linear
     except ImportError:
         return 0
     count = 0
     for layer in layers:
-        if type(layer) is Linear:
+        if type(layer) is Linear and all(_mapping(getattr(layer, name, None)) for name in INTERNALS) \
+                and all(hasattr(layer, name) for name in ("active_adapters", "disable_adapters", "merged")):
             if layer.__dict__.get("forward") is None:
                 layer.forward = types.MethodType(fused_forward, layer)
             count += 1
