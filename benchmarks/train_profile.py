@@ -10,10 +10,11 @@ variants take turns (`--repeat` rounds), and the best round of each is compared 
   SDPA attention   scaled_dot_product_attention (on a CPU its flash kernel's backward)
   full LM head     (prompt-classification) the LM head over the whole vocabulary, then the label words' logits
   other AdamW      the AdamW kernel xft does not pick here: the fused one on a CPU, the for-loop on a GPU
+  all off          the four model paths above off at once: the step as xft ran it before them
 
 Times are the process's CPU time (`time.process_time`) with one thread by default, so other jobs on a shared
 machine change them little; wall time is printed beside. Then torch's profiler over `--profile-steps` steps with
-every fast path on gives the top operators and their shares.
+every fast path on, and over as many with all of them off, gives the top operators and their shares.
 
     python benchmarks/train_profile.py                                   # Gemma 3 270M, sequence-classification
     python benchmarks/train_profile.py --task prompt-classification      # the verbalizer (label words)
@@ -31,7 +32,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 SIB = ROOT.parent / "shared" / "data" / "sib200"
-VARIANTS = ("all on", "peft LoRA", "model RMSNorm", "SDPA attention", "full LM head", "other AdamW")
+VARIANTS = ("all on", "peft LoRA", "model RMSNorm", "SDPA attention", "full LM head", "other AdamW", "all off")
+MODEL_PATHS = ("peft LoRA", "model RMSNorm", "SDPA attention", "full LM head")
 
 
 def build(model: str, data: Path, task: str, batch_size: int, steps: int) -> tuple[Any, list[dict[str, Any]]]:
@@ -53,7 +55,13 @@ def build(model: str, data: Path, task: str, batch_size: int, steps: int) -> tup
 
 @contextlib.contextmanager
 def without(run: Any, variant: str):
-    """The model with the fast path `variant` names turned off, and back on afterwards."""
+    """The model with the fast path `variant` names turned off (`all off`: every model path), back on afterwards."""
+    if variant == "all off":
+        with contextlib.ExitStack() as stack:
+            for path in MODEL_PATHS:
+                stack.enter_context(without(run, path))
+            yield
+        return
     model = run.model
     undone: list[tuple[Any, str, Any]] = []
     patched = None
@@ -175,12 +183,12 @@ def main(argv: list[str] | None = None) -> int:
     for variant in variants:
         cpu, wall, loss = best[variant]
         print(f"{variant:<18}{cpu / args.steps:>11.3f}{wall / args.steps:>12.3f}{cpu / on:>10.2f}x   {loss:.4f}")
-    if args.profile_steps:
-        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+    for variant in ("all on", "all off") if args.profile_steps else ():
+        with without(run, variant), torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
             steps(run, batches[: args.profile_steps], mine)
         events = [e for e in profile.key_averages() if e.self_cpu_time_total > 0]
         total = sum(e.self_cpu_time_total for e in events)
-        print(f"\ntop operators, all on ({args.profile_steps} steps; share of self CPU time under the profiler):")
+        print(f"\ntop operators, {variant} ({args.profile_steps} steps; share of self CPU time under the profiler):")
         for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[: args.top]:
             print(f"  {e.key[:48]:<48}{100 * e.self_cpu_time_total / total:6.1f}%  {e.count:>7} calls")
     return 0

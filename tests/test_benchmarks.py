@@ -208,11 +208,13 @@ def test_train_profile_quick(tmp_path):
     out = run(tmp_path, "train_profile.py", "--quick")
     hardware(out)
     positive(out, rf"^\S+, sequence-classification, LoRA at full depth: 2 steps of 8 rows \({NUMBER} token positions")
-    for variant in ("all on", "peft LoRA", "model RMSNorm", "SDPA attention", "other AdamW"):
+    for variant in ("all on", "peft LoRA", "model RMSNorm", "SDPA attention", "other AdamW", "all off"):
         cpu, wall, ratio, loss = numbers(out, rf"^{re.escape(variant)}\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}x\s+{NUMBER}$")
         assert cpu > 0 and wall > 0 and ratio > 0 and loss > 0, variant
-    shares = [float(m) for m in re.findall(rf"^  \S.*?{NUMBER}%\s+\d+ calls$", out, re.M)]
-    assert shares and all(0 < s <= 100 for s in shares) and sum(shares) <= 100.5, out
+    for variant in ("all on", "all off"):
+        profile = out.split(f"top operators, {variant} (")[1].split("\n\n")[0]
+        shares = [float(m) for m in re.findall(rf"^  \S.*?{NUMBER}%\s+\d+ calls$", profile, re.M)]
+        assert shares and all(0 < s <= 100 for s in shares) and sum(shares) <= 100.5, profile
 
 
 def test_qlora_memory_quick(tmp_path):
