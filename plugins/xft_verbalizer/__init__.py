@@ -230,5 +230,13 @@ def xft_transfer_recipes():
                      description="the verbalizer, final weights averaged over the last 3 of 5 checkpoints")
     yield RecipeSpec(name="verbalizer-wise", config=_verbalizer(), derived_from="verbalizer", evaluation={"scale": 0.5},
                      default=True, description="the verbalizer's adapters interpolated halfway to the base (WiSE-FT, scale 0.5)")
+    yield RecipeSpec(name="verbalizer-bc", config=_verbalizer(), derived_from="verbalizer", needs=("unlabelled",),
+                     evaluation={"calibration": "batch"},
+                     description="the verbalizer's adapter, each target's label prior estimated from its unlabelled text "
+                                 "and subtracted (batch calibration; no training)")
+    yield RecipeSpec(name="verbalizer-cc", config=_verbalizer(), derived_from="verbalizer",
+                     evaluation={"calibration": "contextual"},
+                     description="the verbalizer's adapter, each target's label prior from content-free inputs subtracted "
+                                 "(contextual calibration; no training, no text needed)")
     yield RecipeSpec(name="verbalizer-8shot", config=_verbalizer(data={"few_shot": 8}),
                      description="the verbalizer with 8 labelled rows of each target language (few-shot, not zero-shot)")

@@ -147,6 +147,13 @@ def _run_one(suite: Suite, task: SuiteTask, spec: RecipeSpec, seed: int, data: P
         run = train(config, pm=suite.pm, progress=suite.progress)
         train_seconds, examples_per_second = run.wall_seconds, run.examples_per_second
         extra = _cost(json.loads((run_dir / "run.json").read_text(encoding="utf-8")))
+    method = spec.evaluation.get("calibration")
+    if method:
+        from xft_core.evaluation import calibrate
+
+        estimated = calibrate(run_dir, data, languages=list(task.targets), split=task.unlabelled_split, method=method,
+                              pm=suite.pm, progress=suite.progress)
+        extra["unlabelled_forward_rows"] = extra.get("unlabelled_forward_rows", 0) + estimated.forward_rows
     matrix = transfer_matrix(run_dir, data, split=task.eval_split, languages=task.languages, pm=suite.pm,
                              include_base=False, progress=suite.progress, scale=spec.evaluation.get("scale"))
     row = next(r for r in matrix.rows if r.kind != "base")
