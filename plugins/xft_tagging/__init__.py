@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Literal, Mapping, Sequence
 
-from xft_core.hooks import RowFields, TaskHeadSpec, hookimpl
+from xft_core.hooks import RecipeSpec, RecipeTask, RowFields, TaskHeadSpec, hookimpl
 
 IGNORE = -100  # label id the loss skips
 BIO_PREFIXES = ("B-", "I-")
@@ -141,12 +141,17 @@ class TokenClassification:
                 return f"field '{key}' must be a list of strings (one per word), got {type(value).__name__}"
             if not value:
                 return f"field '{key}' is an empty list"
-            bad = next((i for i, v in enumerate(value) if not isinstance(v, str) or not v.strip()), None)
+            unknown_ok = key == o.tags_field  # null: the word's tag is unknown and not trained on (self-training)
+            bad = next((i for i, v in enumerate(value)
+                        if not (v is None and unknown_ok) and (not isinstance(v, str) or not v.strip())), None)
             if bad is not None:
                 return f"field '{key}' item {bad} is {value[bad]!r}, not a non-empty string"
+        if all(t is None for t in tags):
+            return f"field '{o.tags_field}' holds no tag, only nulls (a row needs at least one known tag)"
         if len(tokens) != len(tags):
             return (f"field '{o.tokens_field}' has {len(tokens)} words but '{o.tags_field}' has {len(tags)} tags "
                     "(need one tag per word)")
+        tags = [t for t in tags if t is not None]
         if self.options.scheme == "bio" and not is_bio(tags):
             wrong = next(t for t in tags if not is_bio([t]))
             return f"field '{o.tags_field}' has tag '{wrong}', not O, B-* or I-* (task_options.scheme: bio)"
@@ -157,7 +162,7 @@ class TokenClassification:
         return None
 
     def fit_labels(self, rows: Iterable[Mapping[str, Any]]) -> None:
-        counts = Counter(t.strip() for row in rows for t in row[self.options.tags_field])
+        counts = Counter(t.strip() for row in rows for t in row[self.options.tags_field] if t is not None)
         if not self.labels:
             self.labels = sorted(counts)
         if counts:
@@ -198,9 +203,10 @@ class TokenClassification:
                         if self.scheme == "bio" and t.startswith("B-") and "I-" + t[2:] in index}
         for feature, ids, row in zip(features, word_ids, rows):
             tags = row.get(self.options.tags_field)
-            if isinstance(tags, list) and all(str(t).strip() in index for t in tags):
+            if isinstance(tags, list) and all(t is None or str(t).strip() in index for t in tags):
+                known = [IGNORE if t is None else index[str(t).strip()] for t in tags]  # null: not trained on
                 feature["labels"] = align_labels(
-                    ids, [index[str(t).strip()] for t in tags], all_subwords=self.options.label_all_subwords,
+                    ids, known, all_subwords=self.options.label_all_subwords,
                     position=self.options.label_subword, continuation=continuation)
         return features
 
@@ -248,21 +254,26 @@ class TokenClassification:
     # ---------------------------------------------------------------------------------- prediction
     def predict_batch(self, model: Any, tokenizer: Any, rows: Sequence[Mapping[str, Any]], *, max_length: int,
                       **forward_kwargs: Any) -> list[dict]:
-        """{"tokens": words, "tags": one tag per word} per row, read from each word's tagging sub-word."""
+        """{"tokens": words, "tags": one tag per word, "confidence": the probability of each word's tag (0 for words
+        cut off by max_length, which get the fallback tag)} per row, read from each word's tagging sub-word."""
+        import torch
+
         device = next(model.parameters()).device
         left = getattr(tokenizer, "padding_side", "right") == "left"
         fallback = self._fallback()
         features, word_ids = self.tokenize(rows, tokenizer, max_length)
         batch = {k: v.to(device) for k, v in self.collate(features, tokenizer).items() if k != "labels"}
-        best = model(**batch, **forward_kwargs).logits.argmax(dim=-1).cpu().tolist()
+        probabilities = torch.softmax(model(**batch, **forward_kwargs).logits.float(), dim=-1)
+        top, best = (t.cpu().tolist() for t in probabilities.max(dim=-1))
         width = batch["input_ids"].shape[1]
         results: list[dict] = []
-        for row, ids, row_best in zip(rows, word_ids, best):
+        for row, ids, row_best, row_top in zip(rows, word_ids, best, top):
             offset = width - len(ids) if left else 0
             chosen = read_positions(ids, self.options.label_subword)
             words = list(row[self.options.tokens_field])
             tags = [self.labels[row_best[offset + chosen[w]]] if w in chosen else fallback for w in range(len(words))]
-            results.append({"tokens": words, "tags": tags})
+            confidence = [round(row_top[offset + chosen[w]], 6) if w in chosen else 0.0 for w in range(len(words))]
+            results.append({"tokens": words, "tags": tags, "confidence": confidence})
         return results
 
     def metric_inputs(self, predictions: Sequence[dict], rows: Sequence[Mapping[str, Any]]) -> tuple[list, list]:
@@ -278,3 +289,20 @@ def xft_task_heads():
         build=TokenClassification,
         description="One tag per word (POS, NER with BIO tags) for encoders and decoders; entity F1 / token accuracy.",
     )
+
+
+def _self_trained_head(task: RecipeTask) -> dict[str, Any]:
+    """LoRA + the tagging head, then one round of self-training on the targets' unlabelled sentences: words whose
+    predicted tag has probability 0.8 or more keep it, the others are not trained on."""
+    return {"task": "token-classification", "strategy": "lora", "strategy_options": {"r": 16, "alpha": 32, "dropout": 0.05},
+            "data": {"unlabelled_split": task.unlabelled_split},
+            "self_training": {"rounds": 1, "threshold": 0.8, "steps": task.steps, "calibration": "none",
+                              "languages": list(task.targets)}}
+
+
+@hookimpl
+def xft_transfer_recipes():
+    yield RecipeSpec(name="lora-head-st", config=_self_trained_head, kinds=("tagging",), needs=("unlabelled",),
+                     description="lora-head on the tags, then one round of self-training: each target's unlabelled "
+                                 "sentences tagged by the adapter, words tagged with probability >= 0.8 train with the "
+                                 "English rows (as many steps again)")

@@ -201,8 +201,14 @@ def xft_task_heads():
 SUITE_LORA = {"r": 16, "alpha": 32, "dropout": 0.05}  # the suite's LoRA settings (docs/transfer.md)
 
 
+# self-training in the suite: one round, as many steps as the labelled budget, the teacher calibrated per language
+# before it labels, the kept rows balanced over the predicted classes (no threshold: the balance keeps each class's
+# most confident rows)
+SELF_TRAINING = {"rounds": 1, "threshold": 0.0, "balance": True, "calibration": "batch"}
+
+
 def _verbalizer(*, top_layers: int = 0, training: Mapping[str, Any] | None = None, data: Mapping[str, Any] | None = None,
-                template: str | None = None) -> Any:
+                template: str | None = None, self_training: bool = False) -> Any:
     def config(task: RecipeTask) -> dict[str, Any]:
         options = {**SUITE_LORA, **({"top_layers": top_layers} if top_layers else {})}
         fragment: dict[str, Any] = {
@@ -215,6 +221,9 @@ def _verbalizer(*, top_layers: int = 0, training: Mapping[str, Any] | None = Non
             fragment["training"] = extra
         if data:  # few-shot rows come from the evaluation languages' train split
             fragment["data"] = {**data, "eval_languages": [task.source, *task.targets]}
+        if self_training:
+            fragment["self_training"] = {**SELF_TRAINING, "steps": task.steps, "languages": list(task.targets)}
+            fragment["data"] = {"unlabelled_split": task.unlabelled_split}
         return fragment
 
     return config
@@ -238,5 +247,13 @@ def xft_transfer_recipes():
                      evaluation={"calibration": "contextual"},
                      description="the verbalizer's adapter, each target's label prior from content-free inputs subtracted "
                                  "(contextual calibration; no training, no text needed)")
+    yield RecipeSpec(name="verbalizer-st", config=_verbalizer(self_training=True), needs=("unlabelled",),
+                     description="the verbalizer, then one round of self-training: the calibrated adapter labels each "
+                                 "target's unlabelled text, its most confident rows balanced per class train with the "
+                                 "English rows (as many steps again)")
+    yield RecipeSpec(name="verbalizer-st-bc", config=_verbalizer(self_training=True), derived_from="verbalizer-st",
+                     needs=("unlabelled",), evaluation={"calibration": "batch"},
+                     description="verbalizer-st's adapter with each target's label prior re-estimated from its unlabelled "
+                                 "text and subtracted (batch calibration of the student)")
     yield RecipeSpec(name="verbalizer-8shot", config=_verbalizer(data={"few_shot": 8}),
                      description="the verbalizer with 8 labelled rows of each target language (few-shot, not zero-shot)")

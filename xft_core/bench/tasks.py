@@ -95,9 +95,11 @@ def task_data(task: SuiteTask, data_root: Path, out: Path, *, eval_rows: int = 0
             rows = _read(source / f"{language}.dev.jsonl")
             splits = {"train": rows[:XNLI_TRAIN_ROWS], task.eval_split: [rows[i] for i in test_lines]}
             pool = rows[XNLI_TRAIN_ROWS:XNLI_UNLABELLED_END]
-        else:
+        else:  # the source's dev split too (the runs' own log; with all training rows, so it holds no unseen label)
+            own_dev = language == task.source and not train_rows
+            wanted = ("train", task.eval_split, *(("dev",) if own_dev else ()))
             splits = {split: _read(source / f"{language}.{split}.jsonl")
-                      for split in ("train", task.eval_split) if (source / f"{language}.{split}.jsonl").is_file()}
+                      for split in wanted if (source / f"{language}.{split}.jsonl").is_file()}
             pool = _read(source / f"{language}.dev.jsonl") if (source / f"{language}.dev.jsonl").is_file() else []
         for split, rows in splits.items():
             limit = train_rows if split != task.eval_split else source_eval_rows if language == task.source else eval_rows

@@ -90,7 +90,9 @@ def run_suite(suite: Suite, *, console: Any = None) -> dict[str, Any]:
         _check_budget(suite, task, [r for r in done.values() if r["task"] == task.name], log)
         chosen = [recipes[r] for r in suite.recipes if task.kind in recipes[r].kinds]
         unlabelled = any("unlabelled" in r.needs for r in chosen)
-        data = task_data(task, suite.data_root, suite.out, eval_rows=suite.eval_rows, train_rows=suite.train_rows,
+        # a tagging task keeps every training row: a cut would miss tags its test rows hold (an error there)
+        train_rows = suite.train_rows if task.kind == "classification" else 0
+        data = task_data(task, suite.data_root, suite.out, eval_rows=suite.eval_rows, train_rows=train_rows,
                          source_eval_rows=suite.source_eval_rows, unlabelled_rows=suite.unlabelled_rows if unlabelled else None)
         _rescore_source(suite, task, data, done, log, console, recipes)
         resources = _prepare(suite, task, data, chosen, console, unlabelled)

@@ -1,7 +1,14 @@
 """Typed run configuration: YAML plus `--set key=value` overrides, validated with errors that name the key."""
 
 from xft_core.config.load import build_dataclass, build_options, deep_merge, load_config, parse_overrides, save_config
-from xft_core.config.schema import ConfigError, DataConfig, RunConfig, TrainingConfig
+from xft_core.config.schema import (
+    CalibrationConfig,
+    ConfigError,
+    DataConfig,
+    RunConfig,
+    SelfTrainingConfig,
+    TrainingConfig,
+)
 
-__all__ = ["ConfigError", "DataConfig", "RunConfig", "TrainingConfig", "build_dataclass", "build_options", "deep_merge",
-           "load_config", "parse_overrides", "save_config"]
+__all__ = ["CalibrationConfig", "ConfigError", "DataConfig", "RunConfig", "SelfTrainingConfig", "TrainingConfig",
+           "build_dataclass", "build_options", "deep_merge", "load_config", "parse_overrides", "save_config"]

@@ -149,6 +149,49 @@ class TrainingConfig:
                               f"(nf4: a 4-bit base, QLoRA), got {self.base_dtype!r}")
 
 
+@dataclass(frozen=True, kw_only=True)
+class CalibrationConfig:
+    """After training, estimate each target language's label prior and store it in the packages (`xft calibrate`)."""
+
+    method: Literal["none", "batch", "contextual"] = "none"  # batch: from unlabelled text; contextual: content-free inputs
+    languages: list[str] = field(default_factory=list)  # empty: every language with unlabelled text (batch), or eval languages
+    max_rows: int = 500  # unlabelled rows per language
+
+    def __post_init__(self):
+        if self.max_rows <= 0:
+            raise ConfigError(f"calibration.max_rows must be a positive integer, got {self.max_rows}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SelfTrainingConfig:
+    """Self-training on unlabelled target text (Dong & de Melo 2019): the trained adapter labels each target
+    language's unlabelled rows, the confident ones (balanced per class) join the training, for `rounds` rounds."""
+
+    rounds: int = 0  # 0: off
+    languages: list[str] = field(default_factory=list)  # targets; empty: every language with unlabelled text not trained on
+    threshold: float = 0.0  # least confidence of a kept pseudo-label (its probability; tagging: per word)
+    per_class: int = 0  # at most this many rows per class and language and round (0: no cap)
+    balance: bool = True  # the same number of rows of every predicted class per language (the rarest class's count)
+    max_rows: int = 0  # per language: unlabelled rows read (0: all) and pseudo-labelled rows kept at most (tagging)
+    calibration: Literal["none", "batch", "contextual"] = "batch"  # the teacher's label prior corrected before labelling
+    steps: int = 0  # training steps of each round (0: training.max_steps)
+    learning_rate: float = 0.0  # of each round (0: training.learning_rate)
+    adapters: Literal["single", "per_language"] = "single"  # one multilingual student, or one per language
+    start: Literal["teacher", "base"] = "teacher"  # each round's adapter starts from the teacher's weights, or afresh
+    keep_source: bool = True  # the labelled source rows train in every round too
+
+    def __post_init__(self):
+        if self.rounds < 0:
+            raise ConfigError(f"self_training.rounds must be >= 0 (0 = off), got {self.rounds}")
+        if not 0.0 <= self.threshold < 1.0:
+            raise ConfigError(f"self_training.threshold must be in [0, 1), got {self.threshold}")
+        for name in ("per_class", "max_rows", "steps"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"self_training.{name} must be >= 0 (0 = no limit / the default), got {getattr(self, name)}")
+        if self.learning_rate < 0:
+            raise ConfigError(f"self_training.learning_rate must be >= 0 (0 = training.learning_rate), got {self.learning_rate}")
+
+
 def check_report_to(names: list[str], key: str = "training.report_to") -> None:
     """Each name must be a tracker Accelerate knows (whether its package is installed is checked when training starts)."""
     from accelerate.tracking import LOGGER_TYPE_TO_CLASS  # imported only when trackers are asked for (it loads torch)
@@ -179,6 +222,9 @@ class RunConfig:
     sampler_options: dict[str, Any] = field(default_factory=dict)
     data: DataConfig
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    # unlabelled target text: self-training rounds after the labelled training, a label-prior calibration at the end
+    self_training: SelfTrainingConfig = field(default_factory=SelfTrainingConfig)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     data_check: bool = True  # run the cheap data checks before training and warn
 
     @property

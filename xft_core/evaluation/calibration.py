@@ -139,13 +139,16 @@ class Estimated:
 def calibrate(sources: str | Path | Sequence[str | Path], data: Any, *, languages: Sequence[str] | None = None,
               split: str | None = None, method: str = "batch", max_rows: int = 500, pm: Any = None,
               batch_size: int = 32, max_length: int | None = None, precision: str | None = None,
-              progress: bool = True, console: Any = None) -> Estimated:
+              evaluated: Sequence[str] = (), texts: Mapping[str, Any] | None = None, progress: bool = True,
+              console: Any = None) -> Estimated:
     """Estimate each language's label prior for every adapter package of `sources` (run folders or packages) and
     store it in the package (`calibration.json`, written atomically; other languages already there are kept).
 
     `data` is a data folder, file or `DataSet` holding unlabelled text (`<lang>.unlabelled.jsonl|txt`, or the
-    split `split`); its rows that repeat an evaluation row (test split) are dropped. `languages` default to every
+    split `split`); its rows that repeat an evaluation row (the test split, the dev split of the `evaluated`
+    languages) are dropped. `languages` default to every
     language with unlabelled text. `method="contextual"` needs no data: content-free inputs stand in for it.
+    `texts` ({language: Split}) gives the unlabelled rows directly instead of `data`.
 
     Example::
 
@@ -170,7 +173,8 @@ def calibrate(sources: str | Path | Sequence[str | Path], data: Any, *, language
     head = calibrated_head(packages, pm)
     dataset = data if isinstance(data, DataSet) else dataset_from_path(data, pm) if data is not None else DataSet()
     d = DataConfig(path="-", unlabelled_split=split or UNLABELLED_SPLIT)
-    texts = unlabelled_rows(dataset, d, head, languages, limit=max_rows)
+    if texts is None:
+        texts = unlabelled_rows(dataset, d, head, languages, evaluated=evaluated, limit=max_rows)
     wanted = list(languages) if languages is not None else sorted(texts)
     if method == "batch":
         missing = [lang for lang in wanted if lang not in texts]

@@ -12,6 +12,7 @@ from typing import Any, Mapping
 from xft_core.config import RunConfig, load_config
 from xft_core.evaluation.predict import average, predict_rows, score, with_language
 from xft_core.hooks.manager import collect
+from xft_core.training.calibrate import calibrate_run
 from xft_core.training.checkpoints import average_checkpoints, latest_checkpoint, restore_trainable, save_checkpoint
 from xft_core.training.outputs import run_summary, save_adapters
 from xft_core.training.prepare import check_trackers_started, prepare
@@ -219,9 +220,14 @@ def finish(run: Run, state: LoopState, started: float) -> None:
     with whole_state_dict(run.unwrapped_model()):  # gathered on every process where the model is sharded
         if acc.is_main_process:
             save_adapters(run)
+    summary = run_summary(run)
+    if acc.is_main_process and run.config.calibration.method != "none":  # each language's label prior, into the packages
+        summary["calibration"] = calibrate_run(run.config, paths.root, run.data, run.head, list(run.dev), run.pm,
+                                               progress=False)
     run.wall_seconds = time.perf_counter() - started
+    summary["wall_seconds"] = round(run.wall_seconds, 2)
     if acc.is_main_process:
-        atomic_write_json(paths.run_info, run_summary(run))
+        atomic_write_json(paths.run_info, summary)
     run.pm.hook.xft_after_train(run=run)
 
 
