@@ -60,7 +60,7 @@ def test_unlabelled_config_keys_refuse_evaluation_splits(data):
 
     with pytest.raises(ConfigError, match="data.unlabelled_from: 'test' is the test split"):
         load_config({"data": {"path": str(data), "unlabelled_from": ["test"]}})
-    with pytest.raises(ConfigError, match="data.unlabelled_split: 'dev' is also the train, dev or test split"):
+    with pytest.raises(ConfigError, match="data.unlabelled_split: 'dev' is also the dev or test split"):
         load_config({"data": {"path": str(data), "unlabelled_split": "dev"}})
 
 

@@ -140,3 +140,75 @@ def test_trains_evaluates_and_serves_through_lora(tiny_model, sentiment_data, tm
     assert same_labels_but_near_ties(mixed, alone)
     assert max(abs(x - y) for m, a in zip(mixed, alone) for x, y in zip(m["logits"], a["logits"])) < 1e-4
     assert Path(router.registered()["de"]) == folder
+
+
+# ------------------------------------------------------------------------------------------ template: auto
+@pytest.mark.parametrize("labels, expected", [
+    (["negative", "neutral", "positive"], "sentiment"), (["neg", "pos"], "sentiment"), (["Positive", "Negative"], "sentiment"),
+    (["contradiction", "entailment", "neutral"], "nli"), (["politics", "sports"], None), (["positive", "spam"], None),
+    (["neutral", "positive"], None)])
+def test_auto_template_follows_what_the_label_names_say(labels, expected):
+    from xft_verbalizer import template_for_labels
+
+    assert template_for_labels(labels) == expected
+
+
+def test_auto_template_is_chosen_on_source_rows_recorded_and_kept_by_the_package():
+    from xft_verbalizer import TEMPLATES
+
+    head = _head(labels=["politics", "sports"])
+    seen = []
+
+    def predict(rows):
+        seen.append(head.template_for(False))
+        return [{"label": "sports"}] * len(rows)
+
+    def score(predictions, rows):  # this "model" answers best under the sentiment template
+        return {"topic": 0.4, "sentiment": 0.7, "answer": 0.7}[head.template_name]
+
+    note = head.adapt([{"text": "a"}, {"text": "b"}], predict, score)
+    assert seen == [TEMPLATES[name][0] for name in ("topic", "sentiment", "answer")], "every candidate, zero-shot"
+    assert head.chosen == "sentiment" and "template auto -> sentiment" in note and "topic 40.0" in note, "ties: the earlier"
+    assert head.label_info() == {"labels": ["politics", "sports"], "template": "sentiment"}
+    loaded = _head(labels=["politics", "sports"])
+    loaded.load_label_info(head.label_info())
+    assert loaded.template_for(False) == TEMPLATES["sentiment"][0] and loaded.adapt([], predict, score) is None
+    old = _head(labels=["politics", "sports"])
+    old.load_label_info({"labels": ["politics", "sports"]})  # a package from before: the old "auto" prompt
+    assert old.template_for(False) == "{text}\nAnswer:"
+    fixed = _head(labels=["politics", "sports"], template="topic")
+    assert fixed.adapt([{"text": "a"}], predict, score) is None and "template" not in fixed.label_info()
+
+
+def test_a_run_with_the_auto_template_records_its_choice_and_serves_with_it(tiny_model, sentiment_data, tmp_path, vpm):
+    import json
+
+    from xft_core.inference import Router
+    from xft_core.training import train
+
+    config = tiny_config(tiny_model("gemma3"), sentiment_data, tmp_path, task="prompt-classification",
+                         task_options={"labels": ["neg", "pos"]}, training={"max_steps": 2})
+    run = train(config, pm=vpm, progress=False)
+    manifest = json.loads((run.adapter_dirs["multilingual"] / "xft.json").read_text())
+    assert manifest["template"] == "sentiment", "neg/pos are sentiment labels"
+    router = Router.from_run(run.paths.root, pm=vpm)
+    assert router.base.head.template_for(False) == "{text}\nSentiment:"
+
+
+def test_the_engine_chooses_an_auto_template_zero_shot_when_label_names_say_nothing(tiny_model, sentiment_data, tmp_path,
+                                                                                    vpm, capsys):
+    import json
+
+    from xft_core.training import train
+
+    data = tmp_path / "topics"
+    data.mkdir()
+    for path in sentiment_data.glob("*.jsonl"):
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+        (data / path.name).write_text("".join(json.dumps({**r, "label": {"pos": "sports", "neg": "politics"}[r["label"]]})
+                                              + "\n" for r in rows), encoding="utf-8")
+    config = tiny_config(tiny_model("gemma3"), data, tmp_path, task="prompt-classification", training={"max_steps": 2})
+    run = train(config, pm=vpm, progress=False)
+    chosen = json.loads((run.adapter_dirs["multilingual"] / "xft.json").read_text())["template"]
+    assert chosen in ("topic", "sentiment", "answer") and run.head.chosen == chosen
+    assert f"template auto -> {chosen} (zero-shot on 16 source rows" in capsys.readouterr().err

@@ -21,7 +21,8 @@ from xft_verbalizer.model import VerbalizerModel
 __all__ = ["TEMPLATES", "PromptClassification", "VerbalizerModel", "VerbalizerOptions"]
 
 TEMPLATES = {  # name -> (template for single texts, template for pairs); {mask} is added for encoders
-    "auto": ("{text}\nAnswer:", "{text}\nQuestion: {text_pair}\nAnswer:"),
+    "auto": ("{text}\nAnswer:", "{text}\nQuestion: {text_pair}\nAnswer:"),  # chosen per run (adapt), else "answer"
+    "answer": ("{text}\nAnswer:", "{text}\nQuestion: {text_pair}\nAnswer:"),
     "topic": ("{text}\nTopic:", "{text}\n{text_pair}\nTopic:"),
     "sentiment": ("{text}\nSentiment:", "{text}\n{text_pair}\nSentiment:"),
     "nli": ("{text}\nAnswer:", "{text}\nQuestion: {text_pair} True, False or Neither?\nAnswer:"),
@@ -29,6 +30,20 @@ TEMPLATES = {  # name -> (template for single texts, template for pairs); {mask}
 PRESET_WORDS = {  # label words a named template brings for the labels it is made for
     "nli": {"entailment": "True", "neutral": "Neither", "contradiction": "False"},
 }
+# `template: auto`: label names that say what the task is; otherwise the template is chosen on source rows
+SENTIMENT_LABELS = {"positive", "negative", "neutral", "mixed", "pos", "neg", "neu", "very positive", "very negative"}
+NLI_LABELS = {"entailment", "neutral", "contradiction"}
+AUTO_CANDIDATES = {False: ("topic", "sentiment", "answer"), True: ("nli", "answer")}  # single texts, pairs
+
+
+def template_for_labels(labels: Sequence[str]) -> str | None:
+    """The named template the label names call for (sentiment, NLI), or None when they say nothing."""
+    folded = {str(label).casefold().strip() for label in labels}
+    if folded and folded <= SENTIMENT_LABELS and folded & {"positive", "pos"} and folded & {"negative", "neg"}:
+        return "sentiment"
+    if folded == NLI_LABELS:
+        return "nli"
+    return None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,7 +52,9 @@ class VerbalizerOptions:
     pair_field: str = "text_pair"  # used when rows have it (NLI, paraphrase)
     label_field: str = "label"
     labels: list[str] = field(default_factory=list)  # fixed label order; empty = sorted labels of the training data
-    template: str = "auto"  # auto, topic, sentiment, nli, or a format string with {text}, {text_pair} (and {mask})
+    # auto (chosen per run: from the label names, else zero-shot on the source rows), topic, sentiment, nli, answer,
+    # or a format string with {text}, {text_pair} (and {mask})
+    template: str = "auto"
     label_words: dict[str, Any] = field(default_factory=dict)  # {label: word}, or {language: {label: word}}
     # ("*" for every other language); default: the label name itself
     loss: Literal["label_words", "vocabulary"] = "label_words"  # softmax over the label words, or over all tokens
@@ -64,14 +81,20 @@ class PromptClassification(SequenceClassification):
         self.labels: list[str] = list(options.labels)
         self.masked = options.model_type == "masked"
         self._words: dict[tuple[int, str], list[int]] = {}  # (tokenizer id, language) -> token id per label
+        self.chosen: str | None = None  # `template: auto`: the named template this run settled on (adapt)
 
     # ----------------------------------------------------------------------------------- prompt parts
+    @property
+    def template_name(self) -> str:
+        """The named template in use: the one given, or for `auto` the one chosen ("answer" until then)."""
+        return (self.chosen or "answer") if self.options.template == "auto" else self.options.template
+
     def template_for(self, has_pair: bool) -> str:
         o = self.options
         if "{" in o.template:
             template = o.template
         else:
-            template = TEMPLATES[o.template][1 if has_pair else 0]
+            template = TEMPLATES[self.template_name][1 if has_pair else 0]
         if self.masked and "{mask}" not in template:
             template += " {mask}"
         return template
@@ -80,7 +103,7 @@ class PromptClassification(SequenceClassification):
         """The label word of every label in `language`: set per language, else for every language, else the name."""
         o = self.options
         words = {label: label for label in self.labels}
-        preset = PRESET_WORDS.get(o.template, {})
+        preset = PRESET_WORDS.get(self.template_name, {})
         if set(preset) == set(self.labels):
             words.update(preset)
         given = o.label_words
@@ -110,6 +133,41 @@ class PromptClassification(SequenceClassification):
                                  f"{f' in {language}' if language else ''}); set task_options.label_words to distinct words")
             self._words[key] = ids
         return self._words[key]
+
+    # --------------------------------------------------------------------------------- template: auto
+    def adapt(self, rows: Sequence[Mapping[str, Any]], predict: Any, score: Any) -> str | None:
+        """`template: auto`: the template the label names call for (positive/negative/... -> sentiment,
+        entailment/neutral/contradiction -> nli); else the candidate that scores best zero-shot on the source rows."""
+        if self.options.template != "auto" or self.chosen:
+            return None
+        named = template_for_labels(self.labels)
+        if named:
+            self.chosen = named
+            return f"prompt-classification: template auto -> {named} (the label names {', '.join(self.labels)})"
+        pair = any(row.get(self.options.pair_field) for row in rows)
+        results = {}
+        for name in AUTO_CANDIDATES[pair]:
+            self.chosen = name
+            self._words.clear()
+            results[name] = float(score(predict(rows), rows))
+        self.chosen = max(results, key=lambda name: results[name])  # ties: the earlier candidate
+        self._words.clear()
+        shown = ", ".join(f"{name} {100 * value:.1f}" for name, value in results.items())
+        return (f"prompt-classification: template auto -> {self.chosen} (zero-shot on {len(rows)} source rows before "
+                f"training: {shown})")
+
+    def label_info(self) -> dict[str, Any]:
+        info = super().label_info()
+        if self.options.template == "auto" and self.chosen:
+            info["template"] = self.chosen
+        return info
+
+    def load_label_info(self, info: Mapping[str, Any]) -> None:
+        super().load_label_info(info)
+        chosen = info.get("template")
+        if self.options.template == "auto" and chosen in TEMPLATES and chosen != "auto":
+            self.chosen = str(chosen)
+            self._words.clear()
 
     # ---------------------------------------------------------------------------------------- data
     def encode(self, rows: Sequence[Mapping[str, Any]], tokenizer: Any, max_length: int) -> list[dict]:
@@ -255,5 +313,8 @@ def xft_transfer_recipes():
                      needs=("unlabelled",), evaluation={"calibration": "batch"},
                      description="verbalizer-st's adapter with each target's label prior re-estimated from its unlabelled "
                                  "text and subtracted (batch calibration of the student)")
+    yield RecipeSpec(name="verbalizer-auto", config=_verbalizer(template="auto"),
+                     description="the verbalizer with template: auto (from the label names, else the best of topic, "
+                                 "sentiment and answer zero-shot on the source's dev rows) instead of the task's template")
     yield RecipeSpec(name="verbalizer-8shot", config=_verbalizer(data={"few_shot": 8}),
                      description="the verbalizer with 8 labelled rows of each target language (few-shot, not zero-shot)")

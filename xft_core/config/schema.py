@@ -52,9 +52,9 @@ class DataConfig:
         if self.test_split in self.unlabelled_from:
             raise ConfigError(f"data.unlabelled_from: {self.test_split!r} is the test split (data.test_split); its texts "
                               "are evaluation rows and may never be learnt from. Name other splits")
-        if self.unlabelled_split in (self.train_split, self.dev_split, self.test_split):
-            raise ConfigError(f"data.unlabelled_split: {self.unlabelled_split!r} is also the train, dev or test split; "
-                              "give unlabelled text a split of its own (default: unlabelled)")
+        if self.unlabelled_split in (self.dev_split, self.test_split):  # (training on it is language modelling)
+            raise ConfigError(f"data.unlabelled_split: {self.unlabelled_split!r} is also the dev or test split, whose rows "
+                              "are evaluation rows; give unlabelled text a split of its own (default: unlabelled)")
         if self.best_sources:
             check_best_sources(self.best_sources, bool(self.train_languages))
         if self.few_shot < 0:

@@ -26,6 +26,7 @@ from xft_core.hooks.manager import PluginConflictError, PluginError
 from xft_core.hooks.protocols import (
     BASE_ADAPTER,
     ROW_LANGUAGE,
+    AdaptsToData,
     Combining,
     LanguageSampler,
     ModelKind,
@@ -38,9 +39,9 @@ from xft_core.hooks.spec import hookimpl, hookspec
 from xft_core.util.errors import DataWarning, UserError
 
 __all__ = [
-    "BASE_ADAPTER", "KINDS", "ROW_LANGUAGE", "SINGULAR", "Combining", "CommandSpec", "DataPart", "DataRequest",
-    "DataSourceError", "DataSourceSpec", "DataWarning", "LanguageSampler", "MetricSpec", "ModelKind", "ModelSourceSpec",
-    "NoOptions", "PluginConflictError", "PluginError", "ProbabilitySampler", "QuantizerSpec", "RecipeSpec", "RecipeTask",
-    "RowFields", "SamplerSpec", "Strategy", "StrategySpec", "TaskHead", "TaskHeadSpec", "UserError", "hookimpl",
-    "hookspec", "proportions",
+    "BASE_ADAPTER", "KINDS", "ROW_LANGUAGE", "SINGULAR", "AdaptsToData", "Combining", "CommandSpec", "DataPart",
+    "DataRequest", "DataSourceError", "DataSourceSpec", "DataWarning", "LanguageSampler", "MetricSpec", "ModelKind",
+    "ModelSourceSpec", "NoOptions", "PluginConflictError", "PluginError", "ProbabilitySampler", "QuantizerSpec",
+    "RecipeSpec", "RecipeTask", "RowFields", "SamplerSpec", "Strategy", "StrategySpec", "TaskHead", "TaskHeadSpec",
+    "UserError", "hookimpl", "hookspec", "proportions",
 ]

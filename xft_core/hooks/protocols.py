@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ContextManager, Iterable, Literal, Mapping, Protocol, Sequence, TypeAlias, runtime_checkable
+from typing import Any, Callable, ContextManager, Iterable, Literal, Mapping, Protocol, Sequence, TypeAlias, runtime_checkable
 
 BASE_ADAPTER = "__base__"
 """Per-row adapter name that means "the base model, no adapter" (in `Strategy.route` and the router)."""
@@ -158,6 +158,19 @@ class TaskHead(Protocol):
     def metric_inputs(self, predictions: Sequence[dict[str, Any]],
                       rows: Sequence[Mapping[str, Any]]) -> tuple[list[Any], list[Any]]:
         """(predicted values, reference values) for the metric functions."""
+
+
+@runtime_checkable
+class AdaptsToData(Protocol):
+    """Optional for a task head: choices it settles from labelled source rows before training (the verbalizer's
+    `template: auto` picks its prompt template). The engine calls `adapt` once per run, after the model is built and
+    before any row is encoded, with rows of the source language (its dev split, else its first training rows),
+    `predict(rows)` (the model's predictions, as evaluation makes them) and `score(predictions, rows)` (the head's
+    primary metric). Whatever it settles must reach `label_info`, so that a package predicts as it was trained."""
+
+    def adapt(self, rows: Sequence[Mapping[str, Any]], predict: Callable[[Sequence[Mapping[str, Any]]], list[dict[str, Any]]],
+              score: Callable[[Sequence[dict[str, Any]], Sequence[Mapping[str, Any]]], float]) -> str | None:
+        """Settle the choices; return one line saying what was chosen and why (printed), or None."""
 
 
 # ---------------------------------------------------------------------------------------------- sampler

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from xft_core.adapters import check_init_from, init_weights_from
+from xft_core.adapters import Manifest, check_init_from, init_weights_from
 from xft_core.config import ConfigError, RunConfig, build_options
 from xft_core.config.load import check_max_length
 from xft_core.data import DataError, DataSet, Split, select, validate
@@ -17,7 +17,7 @@ from xft_core.data.loading import (
     warn_unread_splits,
 )
 from xft_core.evaluation.predict import with_language
-from xft_core.hooks import LanguageSampler, PluginError, SamplerSpec, Strategy, StrategySpec, TaskHead
+from xft_core.hooks import AdaptsToData, LanguageSampler, PluginError, SamplerSpec, Strategy, StrategySpec, TaskHead
 from xft_core.hooks.manager import collect, get_plugin_manager, get_spec
 from xft_core.models.fast_paths import prepare_for_training
 from xft_core.models.quantize import FLOAT_DTYPES, base_quantizer, quantize_base
@@ -208,9 +208,14 @@ def prepare(config: RunConfig, *, pm: Any = None, console: Any = None) -> Run:
     model = strategy.apply(base, head, adapter_names if per_language else None)
     if config.init_from:
         init_weights_from(strategy, model, Path(config.init_from), adapter_names)
+        head.load_label_info(Manifest.read(Path(config.init_from)).data)  # what the head settled there, it keeps
     dtype = frozen_base_dtype(config, accelerator.mixed_precision)
     if dtype is not None:
         cast_frozen(model, dtype)
+    if isinstance(head, AdaptsToData):
+        note = adapt_head(head, model, tokenizer, train, dev, sources, config, pm, accelerator.mixed_precision)
+        if note:
+            (console or make_console(stderr=True)).print(note, highlight=False, soft_wrap=True, markup=False)
     prepare_for_training(model, accelerator.device.type)  # written-out RMSNorm; eager attention on CPUs
     features = {lang: head.encode(with_language(part.rows, lang), tokenizer, t.max_length) for lang, part in train.items()}
     sampler: LanguageSampler = sampler_spec.build({lang: len(part) for lang, part in train.items()}, sampler_options, t.seed)
@@ -226,6 +231,26 @@ def prepare(config: RunConfig, *, pm: Any = None, console: Any = None) -> Run:
     )
     run.trainable_parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return run
+
+
+def adapt_head(head: AdaptsToData, model: Any, tokenizer: Any, train: dict[str, Split], dev: dict[str, Split],
+               sources: list[str], config: RunConfig, pm: Any, precision: str) -> str | None:
+    """`head.adapt` on the first source language's dev rows (else its first 200 training rows), predicting with the
+    model as evaluation does and scoring with the head's primary metric."""
+    from xft_core.evaluation.predict import predict_rows, score
+
+    language = sources[0]
+    rows = (dev.get(language) or train[language]).rows[:200]
+    t = config.training
+
+    def predict(batch: Any) -> list[dict[str, Any]]:
+        return predict_rows(head, model, tokenizer, with_language(batch, language), batch_size=t.eval_batch_size,
+                            max_length=t.max_length, precision=precision)
+
+    def primary(predictions: Any, references: Any) -> float:
+        return score(head, pm, predictions, references)[head.metric_names[0]]
+
+    return head.adapt(rows, predict, primary)
 
 
 def check_quantized_base(config: RunConfig, strategy_spec: StrategySpec, pm: Any) -> Any:
