@@ -162,3 +162,18 @@ def test_self_training_without_unlabelled_text_names_what_is_missing(tiny_model,
     config["self_training"]["languages"] = ["de"]
     with pytest.raises(DataError, match="self_training.languages: no unlabelled text for de"):
         train(config, pm=pm, progress=False)
+
+
+def test_self_training_into_one_adapter_per_language(tiny_model, tmp_path, pm):
+    from xft_core.inference.router import Router
+    from xft_core.training import train
+
+    data, _ = _data(tmp_path)
+    config = _config(tiny_model("bert"), data, tmp_path / "runs", adapters="per_language", per_class=3)
+    train(config, pm=pm, progress=False)
+    root = tmp_path / "runs" / "st"
+    assert sorted(p.name for p in (root / "adapters").iterdir()) == ["de", "en", "ru"], "a student per language"
+    summary = json.loads((root / "rounds" / "data-1" / "summary.json").read_text())
+    assert all(sum(part["per_class"].values()) <= 2 * 3 for part in summary["languages"].values()), "capped per class"
+    router = Router.from_run(root, pm=pm)
+    assert [p["adapter"] for p in router.predict(["Telefon gut", "часы плохо"], ["de", "ru"])] == ["de", "ru"]
