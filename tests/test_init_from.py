@@ -143,3 +143,29 @@ def test_another_tagging_scheme_is_refused_and_an_older_package_without_one_is_n
         check_init_from(plain, tiny_model("bert"), task="token-classification", label_info=ours)
     older = copy_package(package, tmp_path / "older", task="token-classification", labels=tags)
     assert check_init_from(older, tiny_model("bert"), task="token-classification", label_info=ours)["sha256"]
+
+
+def test_a_tagger_adopts_the_packages_fallback_tag_but_not_its_scheme(package, tiny_model, tmp_path):  # noqa: F811
+    """The fallback tag is the most frequent training tag: a run on other data (a new language, pseudo-labelled rows)
+    counts another one, yet no weight depends on it, so the head lists it in adopted_label_info and the run keeps
+    the package's. The scheme still has to match."""
+    from xft_tagging import TaggingOptions, TokenClassification
+
+    tags = ["ADJ", "NOUN", "VERB"]
+    head = TokenClassification(TaggingOptions(labels=tags))
+    head.fit_labels([{"tokens": ["a", "b", "c"], "tags": ["ADJ", "ADJ", "NOUN"]}])
+    assert head.label_info()["fallback_tag"] == "ADJ"
+    noun = copy_package(package, tmp_path / "noun", task="token-classification", labels=tags, fallback_tag="NOUN",
+                        scheme="plain")
+    model = tiny_model("bert")
+    with pytest.raises(AdapterError, match="its fallback_tag is \"NOUN\""):
+        check_init_from(noun, model, task="token-classification", label_info=head.label_info())
+    assert check_init_from(noun, model, task="token-classification", label_info=head.label_info(),
+                           adopted=head.adopted_label_info)["sha256"]
+    bio = copy_package(package, tmp_path / "bio", task="token-classification", labels=tags, fallback_tag="NOUN",
+                       scheme="bio")
+    with pytest.raises(AdapterError, match="its scheme is \"bio\""):
+        check_init_from(bio, model, task="token-classification", label_info=head.label_info(),
+                        adopted=head.adopted_label_info)
+    head.load_label_info({"labels": tags, "fallback_tag": "NOUN"})
+    assert head.label_info()["fallback_tag"] == "NOUN"

@@ -94,6 +94,7 @@ def needs_leading_space(tokenizer: Any) -> bool:
 
 class TokenClassification:
     model_kind = "token-classification"
+    adopted_label_info = ("fallback_tag",)  # the most frequent training tag: a run from a package keeps the package's
 
     def __init__(self, options: TaggingOptions):
         self.options = options

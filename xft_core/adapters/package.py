@@ -11,7 +11,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Collection, Mapping
 
 from xft_core.adapters.manifest import MANIFEST, AdapterError, Manifest, base_fingerprint
 from xft_core.hooks import Strategy, StrategySpec, TaskHead
@@ -141,11 +141,12 @@ def pickle_files(folder: Path) -> list[str]:
                   if p.suffix.lower() in PICKLE_SUFFIXES and (p.is_file() or p.is_symlink()))
 
 
-def check_init_from(folder: Path, model_path: Path, *, task: str = "", label_info: Mapping[str, Any] | None = None
-                    ) -> dict[str, Any]:
+def check_init_from(folder: Path, model_path: Path, *, task: str = "", label_info: Mapping[str, Any] | None = None,
+                    adopted: Collection[str] = ()) -> dict[str, Any]:
     """A training run's `init_from` package fits the run before any weights load: trained on the run's base model
     (`model_path`), for the same task (`task`), with the same labels in the same order and the same label details
-    (`label_info`, what the run's head records: a tagging scheme, a fallback tag). Returns what the new manifest
+    (`label_info`, what the run's head records: a tagging scheme, a template), except the keys in `adopted`
+    (the head's `adopted_label_info`: taken from the package, no weight depends on them). Returns what the new manifest
     records of it: its path and the sha256 of its files."""
     folder = Path(folder)
     manifest = Manifest.read(folder)
@@ -156,7 +157,7 @@ def check_init_from(folder: Path, model_path: Path, *, task: str = "", label_inf
         raise AdapterError(f"{where}: a package of task {_shown(theirs_task)}; this run trains '{task}'. Start from a "
                            f"'{task}' package of this base model, or leave init_from empty")
     for key, ours in (label_info or {}).items():
-        if key not in manifest.data and key != "labels":
+        if key in adopted or (key not in manifest.data and key != "labels"):
             continue  # a detail an older package does not record
         theirs = manifest.data.get(key)
         if theirs == ours:

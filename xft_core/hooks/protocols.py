@@ -128,7 +128,10 @@ class TaskHead(Protocol):
         """See the training rows once to fix the label set (no-op for generation)."""
 
     def label_info(self) -> dict[str, Any]:
-        """What must be stored with the run to rebuild this head (for example the label list)."""
+        """What must be stored with the run to rebuild this head (for example the label list). A head may also set
+        `adopted_label_info` (a tuple of these keys): details a run started from a package (`init_from`) takes
+        from that package instead of requiring them equal, because no weight depends on them (a tagger's fallback
+        tag, for example). Every other key must match the package's."""
 
     def load_label_info(self, info: Mapping[str, Any]) -> None: ...
 

@@ -196,7 +196,8 @@ def prepare(config: RunConfig, *, pm: Any = None, console: Any = None) -> Run:
     check_positions(config, model_path)
     init_from = {}
     if config.init_from:  # before any weights load: another base, task or label set is refused up front
-        init_from = check_init_from(Path(config.init_from), model_path, task=config.task, label_info=head.label_info())
+        init_from = check_init_from(Path(config.init_from), model_path, task=config.task, label_info=head.label_info(),
+                                     adopted=getattr(head, "adopted_label_info", ()))
     tokenizer = load_tokenizer(model_path)
     per_language = config.adapters == "per_language"
     sources = source_languages(config, data)

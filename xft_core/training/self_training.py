@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -121,7 +122,11 @@ class _Plan:
             return _Round(folder, None)  # finished earlier: its adapters teach the next round
         self.console.rule(f"[bold]{self.config.name}: round {k} of {self.st.rounds}"
                           + (" (labelled data)" if k == 0 else f" ({', '.join(config.data.train_languages)})"))
-        run = train(config, resume=self.resume and folder.exists(), pm=self.pm, console=self.console, progress=self.progress)
+        with warnings.catch_warnings():
+            if data_dir is not None:  # a student reads the labelled rows through data-k/, not their own split
+                warnings.filterwarnings("ignore", message=rf".*split '{self.config.data.train_split}' is not one this run reads")
+            run = train(config, resume=self.resume and folder.exists(), pm=self.pm, console=self.console,
+                        progress=self.progress)
         return _Round(folder, run)
 
     def start_from(self, teacher: Path) -> str:
