@@ -73,7 +73,7 @@ def base_config(task: SuiteTask, *, name: str, out: str, model: str, data: str, 
     the test split afterwards), the step budget and its schedule, the precision. The recipe adds the rest."""
     return {
         "name": name, "output_dir": out, "model": model, "adapters": "single", "sampler": "proportional",
-        "data": {"path": data, "train_languages": [task.source], "eval_languages": [task.source], "dev_split": "dev",
+        "data": {"path": data, "train_languages": [task.source], "dev_split": "dev",  # evaluated: the source, if it has dev
                  "max_eval_examples": 16},
         "training": {"max_steps": steps, "batch_size": batch_size, "learning_rate": 5e-4, "warmup_ratio": 0.1,
                      "max_length": task.max_length, "seed": seed, "log_every": 10, "eval_batch_size": 64,
