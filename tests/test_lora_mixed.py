@@ -90,3 +90,30 @@ def test_the_sliced_path_equals_peft_and_is_taken_only_for_grouped_rows(two_adap
     assert bool(calls) == (runs(names) is None)
     for layer in layers:
         layer.__dict__.pop("_mixed_batch_forward", None)
+
+
+def test_the_sliced_path_under_bf16_autocast_matches_peft_to_bf16_rounding(two_adapters):
+    """Under bf16 autocast (precision auto on a bf16 CPU or a GPU) the sliced path casts the adapter matrices to the
+    activations' dtype and adds in place; peft casts the activations to float32 and back. Same result up to bf16
+    rounding, and the grouped rows still never mix."""
+    import torch
+    from peft.tuners.lora.layer import Linear
+
+    from xft_lora.mixed import install
+
+    model, batch = two_adapters
+    layers = [m for m in model.modules() if type(m) is Linear]
+    names = ["en", "en", "de", "de", "__base__", "__base__"]
+    for layer in layers:
+        layer.__dict__.pop("_mixed_batch_forward", None)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = logits(model, batch, names).float()
+        assert install(layers) == len(layers)
+        got = logits(model, batch, names).float()
+        alone = logits(model, batch, ["de"] * 6).float()
+    for layer in layers:
+        layer.__dict__.pop("_mixed_batch_forward", None)
+    scale = expected.abs().max().item()
+    assert (got - expected).abs().max().item() <= 0.02 * scale + 1e-3
+    assert (got[2:4] - alone[2:4]).abs().max().item() <= 0.02 * scale + 1e-3
+    assert (got[:2] - alone[:2]).abs().max().item() > 0  # the en rows did not take de's update

@@ -5,8 +5,9 @@ with an index list in every adapted layer (`x[[0, 4, 8, ...]]`, a copy) and addi
 indexed scatter (`result[[...]] += ...`). The router hands rows grouped by adapter (`grouped_by_adapter`), so here
 each adapter's rows are a slice `x[start:stop]`, a view: no copy in, an in-place add out. Rows that are not
 grouped, and LoRA variants (aLoRA, ...), go to peft's own method unchanged. On Gemma 3 270M with 4 adapters this
-took a 64-row mixed batch from 0.896x to 0.97x of the same rows through one adapter (benchmarks/hotswap.py,
-docs/benchmarks.md).
+took a 64-row mixed batch from 0.896x to 0.97x of the same rows through one adapter in float32
+(benchmarks/hotswap.py, docs/benchmarks.md). Each span's update is computed as in `fused.py`: in bf16 the
+float32 round trip of the activations cost the mixed batch a quarter of its speed against one adapter.
 """
 
 from __future__ import annotations
@@ -35,13 +36,24 @@ def contiguous_mixed_forward(self: Any, x: Any, *args: Any, adapter_names: list[
         return type(self)._mixed_batch_forward(self, x, *args, adapter_names=adapter_names, **kwargs)
     for key in VARIANT_KWARG_KEYS:
         kwargs.pop(key, None)  # never for the base layer
+    import torch.nn.functional as F
+
     result = self.base_layer(x, *args, **kwargs)
     for name, start, stop in spans:
         if name not in self.lora_A:  # "__base__", or an adapter that does not adapt this layer
             continue
-        lora_A, lora_B = self.lora_A[name], self.lora_B[name]
-        update = lora_B(lora_A(self.lora_dropout[name](x[start:stop].to(lora_A.weight.dtype))))
-        result[start:stop] += (update * self.scaling[name]).to(result.dtype)
+        a, b = self.lora_A[name].weight, self.lora_B[name].weight
+        rows = self.lora_dropout[name](x[start:stop])
+        if not result.is_contiguous():  # no flat view to add into: peft's arithmetic, one span at a time
+            update = F.linear(F.linear(rows.to(a.dtype), a), b)
+            result[start:stop] += (update * self.scaling[name]).to(result.dtype)
+            continue
+        # as in fused.py: the small adapter matrices cast to the activations' dtype (not the activations to the
+        # adapter's float32 and back), the scale and the add fused into one in-place addmm on this span's rows
+        hidden = F.linear(rows, a.to(rows.dtype))
+        out = result[start:stop]
+        out.view(-1, out.shape[-1]).addmm_(hidden.reshape(-1, hidden.shape[-1]).to(out.dtype), b.t().to(out.dtype),
+                                           alpha=self.scaling[name])
     return result
 
 
