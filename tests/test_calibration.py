@@ -43,6 +43,24 @@ def test_a_uniform_prior_changes_no_prediction_and_a_skewed_one_moves_toward_the
     assert math.isclose(sum(skewed["scores"].values()), 1.0, rel_tol=1e-9)
 
 
+def test_batch_and_batch_log_priors_are_the_mean_and_the_mean_log_of_the_predictions():
+    from xft_core.evaluation.calibration import correct, log_prior
+
+    # one row sure of pos, three leaning neg: the mean finds neg the more frequent, the mean log finds pos
+    predictions = [{"scores": {"neg": 0.01, "pos": 0.99}}] + [{"scores": {"neg": 0.7, "pos": 0.3}}] * 3
+    batch, geometric = log_prior(predictions, LABELS), log_prior(predictions, LABELS, "batch-log")
+    assert [math.exp(v) for v in batch] == pytest.approx([(0.01 + 2.1) / 4, (0.99 + 0.9) / 4])
+    mean_logs = [(math.log(0.01) + 3 * math.log(0.7)) / 4, (math.log(0.99) + 3 * math.log(0.3)) / 4]
+    total = sum(math.exp(v) for v in mean_logs)
+    assert [math.exp(v) for v in geometric] == pytest.approx([math.exp(v) / total for v in mean_logs])
+    borderline = {"label": "neg", "scores": {"neg": 0.51, "pos": 0.49}}
+    assert correct(dict(borderline), LABELS, batch)["label"] == "pos"
+    assert correct(dict(borderline), LABELS, geometric)["label"] == "neg"
+    same = [{"scores": {"neg": 0.3, "pos": 0.7}}] * 5  # every row alike: both priors are that row, which calibrates to uniform
+    for method in ("batch", "batch-log"):
+        assert correct(dict(same[0]), LABELS, log_prior(same, LABELS, method))["scores"]["pos"] == pytest.approx(0.5)
+
+
 def test_a_calibration_file_that_does_not_fit_is_an_error_naming_it(tmp_path):
     from xft_core.adapters import AdapterError
     from xft_core.evaluation.calibration import CALIBRATION, Calibration, correct
@@ -186,3 +204,35 @@ def test_contextual_calibration_needs_no_text_and_a_tagger_has_nothing_to_calibr
                                                                       "strategy": "lora"}))
     with pytest.raises(AdapterError, match="the token-classification head predicts no label per row"):
         calibrate(tagging, None, method="contextual", pm=pm, progress=False)
+
+
+@pytest.mark.parametrize("method", ["batch", "batch-log"])
+def test_a_teacher_estimating_its_prior_from_the_rows_it_labels_answers_as_calibrate_then_label(calibrated, tmp_path, method):
+    import shutil
+
+    from xft_core.config import DataConfig
+    from xft_core.data.loading import dataset_from_path
+    from xft_core.data.unlabelled import unlabelled_rows
+    from xft_core.evaluation import Calibration, calibrate
+    from xft_core.evaluation.calibration import calibrated_head
+    from xft_core.evaluation.plan import calibration_packages
+    from xft_core.evaluation.teacher import teacher_predictions
+
+    run, data, pm, _ = calibrated
+    one, two = (Path(shutil.copytree(run.paths.root, tmp_path / name, ignore=shutil.ignore_patterns("checkpoints")))
+                for name in ("one", "two"))
+    for copy in (one, two):
+        (copy / "adapters" / "en" / "calibration.json").unlink()
+    head = calibrated_head(calibration_packages(one), pm)
+    texts = unlabelled_rows(dataset_from_path(data, pm), DataConfig(path="-"), head, ["de", "ru"])
+    rows = {lang: part.rows for lang, part in texts.items()}
+    single = teacher_predictions(one, rows, pm=pm, calibrate=method)
+    calibrate(two, None, languages=["de", "ru"], method=method, texts=texts, pm=pm, progress=False)
+    double = teacher_predictions(two, rows, pm=pm)
+    for lang in rows:
+        assert [p["label"] for p in single[lang]] == [p["label"] for p in double[lang]]
+        assert _scores(single[lang]) == pytest.approx(_scores(double[lang]), abs=1e-6)
+    stored = Calibration.read(one / "adapters" / "en")
+    assert stored is not None and {lang: e["method"] for lang, e in stored.languages.items()} == {"de": method, "ru": method}
+    other = Calibration.read(two / "adapters" / "en")
+    assert other is not None and stored.languages["de"]["log_prior"] == pytest.approx(other.languages["de"]["log_prior"])

@@ -301,6 +301,10 @@ def xft_transfer_recipes():
                      evaluation={"calibration": "batch"},
                      description="the verbalizer's adapter, each target's label prior estimated from its unlabelled text "
                                  "and subtracted (batch calibration; no training)")
+    yield RecipeSpec(name="verbalizer-bcl", config=_verbalizer(), derived_from="verbalizer", needs=("unlabelled",),
+                     evaluation={"calibration": "batch-log"},
+                     description="the verbalizer's adapter, each target's mean log-probability per label over its "
+                                 "unlabelled text subtracted (batch calibration in log space; no training)")
     yield RecipeSpec(name="verbalizer-cc", config=_verbalizer(), derived_from="verbalizer",
                      evaluation={"calibration": "contextual"},
                      description="the verbalizer's adapter, each target's label prior from content-free inputs subtracted "

@@ -9,10 +9,11 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from xft_core.bench.tasks import SuiteTask
+from xft_core.evaluation.calibration import FROM_TEXT
+from xft_core.evaluation.calibration import METHODS as CALIBRATIONS
 from xft_core.hooks import PluginError, RecipeSpec, RecipeTask
 
-EVALUATION_OPTIONS = {"scale": "WiSE-FT factor (0 = base, 1 = adapter)", "calibration": "batch | contextual"}
-CALIBRATIONS = ("batch", "contextual")
+EVALUATION_OPTIONS = {"scale": "WiSE-FT factor (0 = base, 1 = adapter)", "calibration": " | ".join(CALIBRATIONS)}
 
 
 def installed_recipes(pm: Any = None) -> dict[str, RecipeSpec]:
@@ -52,7 +53,7 @@ def check_recipe(spec: RecipeSpec, known: Mapping[str, RecipeSpec]) -> None:
     if calibration is not None and calibration not in CALIBRATIONS:
         raise PluginError(f"Transfer recipe '{spec.name}': evaluation calibration {calibration!r} is not one of "
                           f"{', '.join(CALIBRATIONS)}")
-    if calibration == "batch" and "unlabelled" not in spec.needs:
+    if calibration in FROM_TEXT and "unlabelled" not in spec.needs:
         raise PluginError(f"Transfer recipe '{spec.name}' calibrates on target-language text: add 'unlabelled' to its needs")
     if spec.derived_from and spec.derived_from not in known:
         raise PluginError(f"Transfer recipe '{spec.name}' evaluates the adapters of '{spec.derived_from}', which no "

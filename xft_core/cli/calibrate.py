@@ -21,7 +21,7 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "calibrate", help="correct each language's label prior, estimated from its unlabelled text (no training)",
         description="Estimate, for every adapter package of the runs given and every language, the label prior the "
-        "adapter has on that language's unlabelled text (batch calibration), or on content-free inputs (contextual), "
+        "adapter has on that language's unlabelled text (batch, batch-log), or on content-free inputs (contextual), "
         "and store it in the package (calibration.json). Predictions of those languages are then corrected wherever "
         "the package answers: xft eval, xft predict, xft serve, the Router. Rows of the unlabelled text that repeat "
         "an evaluation row are dropped.",
@@ -30,8 +30,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--data", help="data folder or file with <lang>.unlabelled.jsonl|txt (default: the first run's data.path)")
     p.add_argument("--languages", help="comma-separated languages (default: every language with unlabelled text)")
     p.add_argument("--method", choices=list(METHODS), default="batch",
-                   help="batch: mean prediction over the language's unlabelled texts (default); contextual: over "
-                        "content-free inputs (N/A, empty, mask), which needs no text")
+                   help="batch: mean prediction over the language's unlabelled texts (default); batch-log: their mean "
+                        "log-probability per label, which a few confident texts sway less; contextual: mean prediction "
+                        "over content-free inputs (N/A, empty, mask), which needs no text")
     p.add_argument("--split", help="the split holding the unlabelled text (default: unlabelled)")
     p.add_argument("--max-rows", type=int, default=500, metavar="N",
                    help="unlabelled rows per language to estimate from (default 500)")

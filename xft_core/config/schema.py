@@ -153,7 +153,8 @@ class TrainingConfig:
 class CalibrationConfig:
     """After training, estimate each target language's label prior and store it in the packages (`xft calibrate`)."""
 
-    method: Literal["none", "batch", "contextual"] = "none"  # batch: from unlabelled text; contextual: content-free inputs
+    # batch, batch-log: from unlabelled text; contextual: from content-free inputs (docs/transfer.md)
+    method: Literal["none", "batch", "batch-log", "contextual"] = "none"
     languages: list[str] = field(default_factory=list)  # empty: every language with unlabelled text (batch), or eval languages
     max_rows: int = 500  # unlabelled rows per language
 
@@ -173,7 +174,8 @@ class SelfTrainingConfig:
     per_class: int = 0  # at most this many rows per class and language and round (0: no cap)
     balance: bool = True  # the same number of rows of every predicted class per language (the rarest class's count)
     max_rows: int = 0  # per language: unlabelled rows read (0: all) and pseudo-labelled rows kept at most (tagging)
-    calibration: Literal["none", "batch", "contextual"] = "batch"  # the teacher's label prior corrected before labelling
+    # the teacher's label prior corrected before labelling
+    calibration: Literal["none", "batch", "batch-log", "contextual"] = "batch"
     steps: int = 0  # training steps of each round (0: training.max_steps)
     learning_rate: float = 0.0  # of each round (0: training.learning_rate)
     adapters: Literal["single", "per_language"] = "single"  # one multilingual student, or one per language

@@ -6,6 +6,9 @@ log-probability the model gives each label *a priori*, and subtract it from ever
 
 - `batch` (Zhou et al. 2023, "Batch Calibration"): the prior is the mean of the predicted label distributions
   over unlabelled texts of the language, p(y) = 1/N sum_i p(y | x_i);
+- `batch-log`: the same unlabelled texts, but the prior is their mean *log*-probability per label (the normalised
+  geometric mean of the predicted distributions; in logit space, each label's mean logit is removed). A text the
+  model is sure of moves it no more than one it is unsure of, where `batch` lets the confident texts dominate;
 - `contextual` (Zhao et al. 2021, "Calibrate Before Use"): the prior is the mean distribution over content-free
   inputs ("N/A", "", the mask token) put through the same prompt, with that language's label words.
 
@@ -29,7 +32,8 @@ from xft_core.util.errors import UserError
 from xft_core.util.languages import normalize
 
 CALIBRATION = "calibration.json"
-METHODS = ("batch", "contextual")
+METHODS = ("batch", "batch-log", "contextual")
+FROM_TEXT = ("batch", "batch-log")  # the methods that need the language's unlabelled text
 CONTENT_FREE = ("N/A", "", "[MASK]")  # Zhao et al. 2021; the mask placeholder is the tokenizer's own when it has one
 
 
@@ -104,10 +108,17 @@ def correct(prediction: dict[str, Any], labels: Sequence[str], log_prior: Sequen
     return {**prediction, "label": labels[best], "scores": new}
 
 
-def log_prior(predictions: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> list[float]:
-    """log of the mean predicted distribution (the prior both methods subtract)."""
+def log_prior(predictions: Sequence[Mapping[str, Any]], labels: Sequence[str], method: str = "batch") -> list[float]:
+    """The log prior `method` subtracts: log of the mean predicted distribution (`batch`, `contextual`), or the
+    normalised mean log-probability (`batch-log`)."""
     if not predictions:
         raise UserError("no predictions to estimate a prior from (no unlabelled rows for this language?)")
+    if method == "batch-log":
+        means = [sum(math.log(max(float(p["scores"][label]), 1e-38)) for p in predictions) / len(predictions)
+                 for label in labels]
+        top = max(means)
+        norm = top + math.log(sum(math.exp(m - top) for m in means))
+        return [m - norm for m in means]
     means = [sum(float(p["scores"][label]) for p in predictions) / len(predictions) for label in labels]
     return [math.log(max(m, 1e-38)) for m in means]
 
@@ -147,7 +158,7 @@ def calibrate(sources: str | Path | Sequence[str | Path], data: Any, *, language
     `data` is a data folder, file or `DataSet` holding unlabelled text (`<lang>.unlabelled.jsonl|txt`, or the
     split `split`); its rows that repeat an evaluation row (the test split, the dev split of the `evaluated`
     languages) are dropped. `languages` default to every
-    language with unlabelled text. `method="contextual"` needs no data: content-free inputs stand in for it.
+    language with unlabelled text. `method` is one of `METHODS`; "contextual" needs no data: content-free inputs stand in for it.
     `texts` ({language: Split}) gives the unlabelled rows directly instead of `data`.
 
     Example::
@@ -176,10 +187,10 @@ def calibrate(sources: str | Path | Sequence[str | Path], data: Any, *, language
     if texts is None:
         texts = unlabelled_rows(dataset, d, head, languages, evaluated=evaluated, limit=max_rows)
     wanted = list(languages) if languages is not None else sorted(texts)
-    if method == "batch":
+    if method in FROM_TEXT:
         missing = [lang for lang in wanted if lang not in texts]
         if missing or not wanted:
-            raise DataError(f"batch calibration needs unlabelled text of {', '.join(missing) or 'some language'} "
+            raise DataError(f"{method} calibration needs unlabelled text of {', '.join(missing) or 'some language'} "
                             f"(split '{d.unlabelled_split}': <lang>.{d.unlabelled_split}.jsonl or .txt in {data}); "
                             f"languages with some: {', '.join(dataset.languages(d.unlabelled_split)) or 'none'}. "
                             "Or use method 'contextual'")
@@ -203,13 +214,13 @@ def calibrate(sources: str | Path | Sequence[str | Path], data: Any, *, language
                     strategy.activate(model, "xft-calibrate", language)
                     part = texts.get(language)
                     rows = part.rows if part else []
-                    inputs = rows if method == "batch" else content_free_rows(base.head, base.tokenizer, rows)
+                    inputs = rows if method in FROM_TEXT else content_free_rows(base.head, base.tokenizer, rows)
                     predictions = predict_rows(base.head, model, base.tokenizer, with_language(inputs, language),
                                                batch_size=batch_size, max_length=max_length, precision=precision)
                     forward += len(inputs)
-                    origin = sorted({file for file, _ in part.where}) if part and method == "batch" else ["content-free inputs"]
-                    calibration.languages[language] = {"method": method, "log_prior": log_prior(predictions, calibration.labels),
-                                                       "rows": len(inputs), "from": origin}
+                    origin = sorted({file for file, _ in part.where}) if part and method in FROM_TEXT else ["content-free inputs"]
+                    prior = log_prior(predictions, calibration.labels, method)
+                    calibration.languages[language] = {"method": method, "log_prior": prior, "rows": len(inputs), "from": origin}
                     bar.advance(task)
                 calibration.write(package)
                 found[package] = calibration

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from xft_core.adapters import AdapterError, Manifest
-from xft_core.evaluation.calibration import Calibration, run_settings
+from xft_core.evaluation.calibration import FROM_TEXT, Calibration, calibrated_head, log_prior, run_settings
 from xft_core.evaluation.plan import calibration_packages
 from xft_core.evaluation.predict import predict_rows, with_language
 from xft_core.util.languages import normalize
@@ -30,13 +30,22 @@ def package_for(packages: Mapping[Path, Manifest], language: str) -> Path:
 
 
 def teacher_predictions(source: str | Path, rows: Mapping[str, Sequence[Mapping[str, Any]]], *, pm: Any,
-                        batch_size: int = 32, progress: bool = False, console: Any = None) -> dict[str, list[dict[str, Any]]]:
-    """{language: predictions of its rows} by the packages of the run (or package) `source`."""
+                        batch_size: int = 32, progress: bool = False, console: Any = None,
+                        calibrate: str = "") -> dict[str, list[dict[str, Any]]]:
+    """{language: predictions of its rows} by the packages of the run (or package) `source`.
+
+    `calibrate` ("batch" or "batch-log"): each language's label prior is first estimated from the predictions of
+    these very rows, stored in the package answering it (`calibration.json`) and applied: what `calibrate()` on
+    the same rows and then labelling would give, with one forward pass per row instead of two."""
+    if calibrate and calibrate not in FROM_TEXT:
+        raise ValueError(f"teacher_predictions estimates priors from its rows: calibrate is one of {', '.join(FROM_TEXT)}")
     from xft_core.adapters import check_compatible, load_base, strategy_from_manifest
     from xft_core.util.console import progress as progress_bar
     from xft_core.util.precision import resolve_precision
 
     folders = calibration_packages(source)
+    if calibrate:
+        calibrated_head(folders, pm)  # a clear error for heads without a label prior (taggers)
     manifests = {p: Manifest.read(p) for p in folders}
     plan: dict[Path, list[str]] = {}
     for language in rows:
@@ -51,14 +60,22 @@ def teacher_predictions(source: str | Path, rows: Mapping[str, Sequence[Mapping[
             _, strategy = strategy_from_manifest(check_compatible(base, package), pm)
             model = strategy.attach(base.model, package, "xft-teacher", base.head)
             calibration = Calibration.read(package)
+            if calibrate and (calibration is None or calibration.labels != list(base.head.labels)):
+                calibration = Calibration(list(base.head.labels))
             try:
                 for language in languages:
                     bar.update(task, description=f"{package.name} labels {language}")
                     strategy.activate(model, "xft-teacher", language)
                     predictions = predict_rows(base.head, model, base.tokenizer, with_language(rows[language], language),
                                                batch_size=batch_size, max_length=max_length, precision=precision)
+                    if calibrate and calibration is not None:
+                        calibration.languages[language] = {
+                            "method": calibrate, "log_prior": log_prior(predictions, calibration.labels, calibrate),
+                            "rows": len(predictions), "from": ["the rows it labelled"]}
                     out[language] = calibration.apply(predictions, language) if calibration else predictions
                     bar.advance(task, len(rows[language]))
+                if calibrate and calibration is not None:
+                    calibration.write(package)
             finally:
                 base.model = strategy.detach(model, "xft-teacher")
     return out

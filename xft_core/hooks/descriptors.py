@@ -182,8 +182,8 @@ class RecipeSpec:
     - `prepare(task)`: runs the suite trains once per task before the recipe's runs (MAD-X's language adapters):
       {resource name: run-config keys}; their folders reach `config` as `task.resources[name]`.
     - `derived_from`: evaluate that recipe's trained adapters instead of training (no training cost), with
-      `evaluation` options: {"scale": 0.5} (WiSE-FT), {"calibration": "batch" | "contextual"} (estimated per target
-      language from its unlabelled text).
+      `evaluation` options: {"scale": 0.5} (WiSE-FT), {"calibration": "batch" | "batch-log" | "contextual"} (estimated
+      per target language from its unlabelled text, or from content-free inputs).
     - `baseline`: the recipe the suite compares every other with (one installed recipe at most).
     - `default`: run when `--recipes` is not given.
     """

@@ -147,17 +147,20 @@ class _Plan:
             self.summaries.append(json.loads((data_dir / SUMMARY).read_text(encoding="utf-8")))
             self.forward_rows += int(self.summaries[-1].get("forward_rows", 0))
             return data_dir
-        from xft_core.evaluation.calibration import calibrate
+        from xft_core.evaluation.calibration import FROM_TEXT, calibrate
         from xft_core.evaluation.teacher import teacher_predictions
 
         forward = 0
-        if self.st.calibration != "none":
-            estimated = calibrate(teacher, None, languages=self.targets, method=self.st.calibration, texts=self.unlabelled,
+        method = self.st.calibration
+        one_pass = method in FROM_TEXT  # the prior comes from the very rows the teacher labels: one forward each
+        if method != "none" and not one_pass:
+            estimated = calibrate(teacher, None, languages=self.targets, method=method, texts=self.unlabelled,
                                   pm=self.pm, batch_size=self.config.training.eval_batch_size, progress=self.progress)
             forward += estimated.forward_rows
         rows = {lang: part.rows for lang, part in self.unlabelled.items()}
         predictions = teacher_predictions(teacher, rows, pm=self.pm, batch_size=self.config.training.eval_batch_size,
-                                          progress=self.progress, console=self.console)
+                                          progress=self.progress, console=self.console,
+                                          calibrate=method if one_pass else "")
         forward += sum(len(r) for r in rows.values())
         kept = {lang: self.select(rows[lang], predictions[lang]) for lang in rows}
         summary = {"round": k, "teacher": str(teacher), "threshold": self.st.threshold, "per_class": self.st.per_class,
