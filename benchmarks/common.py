@@ -125,3 +125,28 @@ def auto_precision(device: str | None = None) -> str:
     from xft_core.util.precision import resolve_precision
 
     return resolve_precision("auto", device)
+
+
+# ------------------------------------------------------------------------------- one variant in a process of its own
+RESULT = "RESULT "
+
+
+def emit_result(result: dict[str, Any]) -> None:
+    """A child's answer to `run_child`: one line on stdout."""
+    print(RESULT + json.dumps(result), flush=True)
+
+
+def run_child(command: list[str], threads: int = 0) -> tuple[dict[str, Any] | None, Any]:
+    """Run a benchmark child (a variant in a process of its own, so its peak RSS is its own) with `threads` threads
+    (0: torch's default); (its `emit_result`, parsed, or None when it failed or printed none; the finished process)."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+    if threads:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    line = next((x for x in done.stdout.splitlines() if x.startswith(RESULT)), None)
+    if done.returncode or line is None:
+        return None, done
+    return json.loads(line[len(RESULT):]), done

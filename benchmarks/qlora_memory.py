@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -101,22 +100,22 @@ def child(args: argparse.Namespace) -> None:
               "examples_per_cpu_second": examples / max(probe.start.get("cpu_end", 0) - probe.start["cpu"], 1e-9),
               "dev_macro_f1": run.metrics["eng"]["macro_f1"], "precision": run.accelerator.mixed_precision,
               "gpu_peak_mb": torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None}
-    print("RESULT " + json.dumps(result), flush=True)
+    from common import emit_result
+
+    emit_result(result)
 
 
 def run_one(base_dtype: str, args: argparse.Namespace, model: str, data: Path) -> dict:
     command = [sys.executable, __file__, "--child", "--base-dtype", base_dtype, "--model", model, "--data", str(data),
                "--steps", str(args.steps), "--batch-size", str(args.batch_size), "--lr", str(args.lr),
                "--seed", str(args.seed), "--threads", str(args.threads), "--precision", args.precision]
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
-    if args.threads:
-        env.update(OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
-    done = subprocess.run(command, capture_output=True, text=True, env=env)
-    line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
-    if done.returncode or line is None:
+    from common import run_child
+
+    result, done = run_child(command, args.threads)
+    if result is None:
         tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["(no output)"]
         return {"error": tail[0][:300]}
-    return json.loads(line[len("RESULT "):])
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,10 +27,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import random
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -180,7 +178,9 @@ def child(args: argparse.Namespace) -> None:
         result = with_xft(args.model, data, **common, schedule="linear")
     else:
         result = with_xft(args.model, data, **common, top_layers=6 if args.variant == "xft-top6" else 0)
-    print("RESULT " + json.dumps({**result, "peak_rss_mb": peak_rss_mb()}), flush=True)
+    from common import emit_result
+
+    emit_result({**result, "peak_rss_mb": peak_rss_mb()})
 
 
 def run_variant(variant: str, model: str, data: Path, args: argparse.Namespace, seed: int) -> dict:
@@ -188,15 +188,13 @@ def run_variant(variant: str, model: str, data: Path, args: argparse.Namespace, 
     command = [sys.executable, __file__, "--variant", variant, "--model", model, "--data", str(data),
                "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--lr", str(args.lr),
                "--max-length", str(args.max_length), "--seeds", str(seed), "--threads", str(args.threads)]
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
-    if args.threads:
-        env.update(OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
-    done = subprocess.run(command, capture_output=True, text=True, env=env)
-    line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
-    if done.returncode or line is None:
+    from common import run_child
+
+    result, done = run_child(command, args.threads)
+    if result is None:
         print(done.stdout[-2000:], done.stderr[-4000:], file=sys.stderr)
         raise SystemExit(f"variant {variant} (seed {seed}) failed ({done.returncode})")
-    return json.loads(line[len("RESULT "):])
+    return result
 
 
 def against_plain(runs: list[dict], rate: str = "examples_per_second") -> list[tuple[str, float, float]]:

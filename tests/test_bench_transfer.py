@@ -225,6 +225,24 @@ def test_a_torn_last_line_of_results_is_dropped_with_a_warning_and_other_bad_lin
     log.write_text("{not json\n" + json.dumps(done) + "\n", encoding="utf-8")
     with pytest.raises(UserError, match=rf"{log} line 1: not a JSON object"):
         _read_results(log)
+    log.write_text(json.dumps([done]) + "\n" + json.dumps(done) + "\n", encoding="utf-8")  # JSON, but not an object
+    with pytest.raises(UserError, match=rf"{log} line 1: not a JSON object \(a finished run's record\)"):
+        _read_results(log)
+
+
+def test_the_metrics_log_skips_a_torn_last_line_without_touching_the_file_and_names_a_bad_one(tmp_path):
+    from xft_core.util.errors import UserError
+    from xft_core.util.runfiles import read_metrics_log
+
+    log = tmp_path / "metrics.jsonl"
+    text = "".join(json.dumps({"step": s, "loss": 1.0 / s}) + "\n" for s in (1, 2, 3)) + '{"step": 4, "lo'
+    log.write_text(text, encoding="utf-8")
+    assert [r["step"] for r in read_metrics_log(log)] == [1, 2, 3]
+    assert [r["step"] for r in read_metrics_log(log, up_to_step=2)] == [1, 2]
+    assert log.read_text(encoding="utf-8") == text, "a run resuming appends after it: the file is left as it is"
+    log.write_text('{"step": 1}\n[1, 2]\n{"step": 2}\n', encoding="utf-8")
+    with pytest.raises(UserError, match=rf"{log} line 2: not a JSON object \(a logged step or evaluation\)"):
+        read_metrics_log(log)
 
 
 def test_out_that_is_a_training_run_folder_is_refused(tmp_path):

@@ -23,7 +23,7 @@ from xft_core.bench.tasks import TASKS, SuiteTask, task_data
 from xft_core.hooks import RecipeSpec
 from xft_core.util.errors import UserError
 from xft_core.util.files import atomic_write_json, atomic_write_text
-from xft_core.util.runfiles import CONFIG, is_run_folder
+from xft_core.util.runfiles import CONFIG, is_run_folder, read_jsonl_log
 
 __all__ = ["Suite", "markdown", "run_suite"]
 
@@ -270,31 +270,6 @@ def _prepare(suite: Suite, task: SuiteTask, data: Path, chosen: list[RecipeSpec]
 
 def _read_results(path: Path) -> list[dict[str, Any]]:
     """The finished runs in results.jsonl. A cut-off last line (a suite killed while appending) is dropped from the
-    file with a warning, so that run is repeated and the next line starts on a line of its own; any other line
-    that is not a JSON object is an error naming file and line."""
-    if not path.is_file():
-        return []
-    lines = path.read_bytes().decode("utf-8", "replace").split("\n")
-    results: list[dict[str, Any]] = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError:
-            record = None
-        if isinstance(record, dict):
-            results.append(record)
-            continue
-        if all(not rest.strip() for rest in lines[number:]):  # the last line: torn by a kill mid-append
-            import warnings
-
-            from xft_core.data.readers import DataWarning
-
-            warnings.warn(DataWarning(f"{path} line {number}: cut off (the suite stopped while writing it); dropped, "
-                                      "so that run is done again"), stacklevel=2)
-            atomic_write_text(path, "".join(line + "\n" for line in lines[:number - 1] if line.strip()))
-            break
-        raise UserError(f"{path} line {number}: not a JSON object (a finished run's record); repair or delete the line "
-                        "(that run is then done again)")
-    return results
+    file with a warning, so that run is repeated; any other line that is not a JSON object is an error naming file
+    and line."""
+    return read_jsonl_log(path, what="finished run's record", drop_torn="so that run is done again")

@@ -32,4 +32,4 @@ def train(
     config = load_config(config, overrides)
     if config.self_training.rounds:
         return self_train(config, resume=resume, pm=pm, console=console, progress=progress)
-    return loop.train(config, resume=resume, pm=pm, console=console, progress=progress)
+    return loop.run_loop(config, resume=resume, pm=pm, console=console, progress=progress)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from xft_core.config import RunConfig, load_config
+from xft_core.config import RunConfig
 from xft_core.evaluation.predict import average, predict_rows, score, with_language
 from xft_core.hooks.manager import collect
 from xft_core.training.calibrate import calibrate_run
@@ -25,23 +25,10 @@ from xft_core.util.files import atomic_write_json
 from xft_core.util.runfiles import append_metrics, write_metrics_log
 
 
-def train(
-    config: str | Path | Mapping[str, Any] | RunConfig,
-    *,
-    overrides: Mapping[str, Any] | None = None,
-    resume: bool = False,
-    pm: Any = None,
-    console: Any = None,
-    progress: bool = True,
-) -> Run:
-    """Fine-tune as the config says; returns the finished `Run` (metrics, history, paths).
-
-    Example::
-
-        run = xft_core.train("examples/reviews.yaml", training={"max_steps": 20})
-        print(run.metrics["de"]["macro_f1"], run.adapter_dirs)
-    """
-    config = load_config(config, overrides)
+def run_loop(config: RunConfig, *, resume: bool = False, pm: Any = None, console: Any = None,
+             progress: bool = True) -> Run:
+    """One run of a loaded config through the Accelerate loop; returns the finished `Run`. The public entry is
+    `xft_core.train` (training/entry.py), which loads the config and sends self-training configs to their rounds."""
     check_run_folder(config, resume)
     started = time.perf_counter()
     run = prepare(config, pm=pm, console=console)

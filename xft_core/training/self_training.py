@@ -113,7 +113,7 @@ class _Plan:
         return load_config(raw)
 
     def train_round(self, k: int, data_dir: Path | None, *, init_from: str = "") -> _Round:
-        from xft_core.training.loop import train
+        from xft_core.training.loop import run_loop
 
         config = self.round_config(k, data_dir, init_from)
         folder = config.run_dir
@@ -125,7 +125,7 @@ class _Plan:
         with warnings.catch_warnings():
             if data_dir is not None:  # a student reads the labelled rows through data-k/, not their own split
                 warnings.filterwarnings("ignore", message=rf".*split '{self.config.data.train_split}' is not one this run reads")
-            run = train(config, resume=self.resume and folder.exists(), pm=self.pm, console=self.console,
+            run = run_loop(config, resume=self.resume and folder.exists(), pm=self.pm, console=self.console,
                         progress=self.progress)
         return _Round(folder, run)
 

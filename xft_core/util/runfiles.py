@@ -61,26 +61,46 @@ def is_run_folder(path: Path) -> bool:
     return (Path(path) / CONFIG).is_file()
 
 
-def read_metrics_log(path: Path, *, up_to_step: int | None = None) -> list[dict[str, Any]]:
-    """The records of a metrics.jsonl (one per logged step or evaluation), optionally only up to a step.
-    A line cut short by a crash (the last one) is skipped, not an error."""
+def read_jsonl_log(path: Path, *, what: str = "record", drop_torn: str = "") -> list[dict[str, Any]]:
+    """The JSON objects of an append-only log (metrics.jsonl, the suite's results.jsonl), one per line.
+
+    A last line cut short by a crash (it does not parse, only blank lines follow) is skipped; `drop_torn` (what
+    follows, for the warning) also removes it from the file, so the next append starts on a line of its own. Any other line that
+    is not a JSON object is an error naming file and line; `what` says what a line holds, for that message."""
     path = Path(path)
     if not path.is_file():
         return []
-    records = []
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = path.read_bytes().decode("utf-8", "replace").split("\n")
+    records: list[dict[str, Any]] = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except ValueError:
-            if number == len(lines):
-                break
-            raise UserError(f"{path} line {number}: not valid JSON") from None
-        if up_to_step is None or int(record.get("step", 0)) <= up_to_step:
+            record = None
+        if isinstance(record, dict):
             records.append(record)
+            continue
+        if record is None and all(not rest.strip() for rest in lines[number:]):  # the last line, torn mid-append
+            if drop_torn:
+                import warnings
+
+                from xft_core.util.errors import DataWarning
+
+                warnings.warn(DataWarning(f"{path} line {number}: cut off (the process stopped while writing it); "
+                                          f"dropped, {drop_torn}"), stacklevel=3)
+                atomic_write_text(path, "".join(kept + "\n" for kept in lines[:number - 1] if kept.strip()))
+            break
+        raise UserError(f"{path} line {number}: not a JSON object (a {what}); repair or delete the line")
     return records
+
+
+def read_metrics_log(path: Path, *, up_to_step: int | None = None) -> list[dict[str, Any]]:
+    """The records of a metrics.jsonl (one per logged step or evaluation), optionally only up to a step.
+    A line cut short by a crash (the last one) is skipped, not an error."""
+    records = read_jsonl_log(path, what="logged step or evaluation")
+    return [r for r in records if up_to_step is None or int(r.get("step", 0)) <= up_to_step]
 
 
 def write_metrics_log(path: Path, records: list[dict[str, Any]]) -> None:
