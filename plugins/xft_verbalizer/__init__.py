@@ -317,6 +317,10 @@ def xft_transfer_recipes():
                      needs=("unlabelled",), evaluation={"calibration": "batch"},
                      description="verbalizer-st's adapter with each target's label prior re-estimated from its unlabelled "
                                  "text and subtracted (batch calibration of the student)")
+    yield RecipeSpec(name="verbalizer-st-bcl", config=_verbalizer(self_training=True), derived_from="verbalizer-st",
+                     needs=("unlabelled",), evaluation={"calibration": "batch-log"},
+                     description="verbalizer-st's adapter with each target's mean log-probability per label over its "
+                                 "unlabelled text subtracted (batch-log calibration of the student)")
     yield RecipeSpec(name="verbalizer-auto", config=_verbalizer(template="auto"),
                      description="the verbalizer with template: auto (from the label names, else the best of topic, "
                                  "sentiment and answer zero-shot on the source's dev rows) instead of the task's template")
