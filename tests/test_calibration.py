@@ -236,3 +236,27 @@ def test_a_teacher_estimating_its_prior_from_the_rows_it_labels_answers_as_calib
     assert stored is not None and {lang: e["method"] for lang, e in stored.languages.items()} == {"de": method, "ru": method}
     other = Calibration.read(two / "adapters" / "en")
     assert other is not None and stored.languages["de"]["log_prior"] == pytest.approx(other.languages["de"]["log_prior"])
+
+
+def test_calibration_after_training_leaves_the_trained_languages_alone_unless_named(tiny_model, tmp_path):
+    from xft_core.evaluation import Calibration
+    from xft_core.testing import plugin_manager
+    from xft_core.training import train
+
+    pm = plugin_manager()
+    data = write_sentiment_data(tmp_path / "data", {"en": 32, "de": 8}, vocabulary=3)
+    for language in ("en", "de"):  # unlabelled text in the trained language too (often its own training text)
+        texts = [json.loads(line)["text"] for line in (data / f"{language}.train.jsonl").read_text().splitlines()]
+        (data / f"{language}.unlabelled.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
+    found = {}
+    for name, languages in (("default", []), ("named", ["en", "de"])):
+        config = tiny_config(tiny_model("gemma3"), data, tmp_path / "runs", name=name, task="prompt-classification",
+                             task_options={"template": "{text}\nVerdict:"}, training={"max_steps": 2})
+        config["data"].update(train_languages=["en"], eval_languages=["en"])
+        config["calibration"] = {"method": "batch-log", "languages": languages}
+        run = train(config, pm=pm, progress=False)
+        stored = Calibration.read(run.adapter_dirs["en"])
+        assert stored is not None
+        found[name] = {lang: entry["method"] for lang, entry in stored.languages.items()}
+        assert json.loads((run.paths.root / "run.json").read_text())["calibration"]["languages"] == sorted(found[name])
+    assert found == {"default": {"de": "batch-log"}, "named": {"en": "batch-log", "de": "batch-log"}}

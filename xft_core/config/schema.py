@@ -155,7 +155,8 @@ class CalibrationConfig:
 
     # batch, batch-log: from unlabelled text; contextual: from content-free inputs (docs/transfer.md)
     method: Literal["none", "batch", "batch-log", "contextual"] = "none"
-    languages: list[str] = field(default_factory=list)  # empty: every language with unlabelled text (batch), or eval languages
+    # empty: every language with unlabelled text (contextual: and every evaluated one) not trained on
+    languages: list[str] = field(default_factory=list)
     max_rows: int = 500  # unlabelled rows per language
 
     def __post_init__(self):

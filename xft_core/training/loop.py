@@ -210,7 +210,7 @@ def finish(run: Run, state: LoopState, started: float) -> None:
     summary = run_summary(run)
     if acc.is_main_process and run.config.calibration.method != "none":  # each language's label prior, into the packages
         summary["calibration"] = calibrate_run(run.config, paths.root, run.data, run.head, list(run.dev), run.pm,
-                                               progress=False)
+                                               trained=list(run.train), progress=False)
     run.wall_seconds = time.perf_counter() - started
     summary["wall_seconds"] = round(run.wall_seconds, 2)
     if acc.is_main_process:

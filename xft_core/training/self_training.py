@@ -230,7 +230,7 @@ class _Plan:
                    "extra_cost": {"unlabelled_forward_rows": self.forward_rows, "extra_train_steps": extra_steps}}
         if self.config.calibration.method != "none":
             summary["calibration"] = calibrate_run(self.config, paths.root, self.data, self.head, self.evaluated, self.pm,
-                                                   progress=self.progress)
+                                                   trained=list(self.train_rows), progress=self.progress)
             summary["extra_cost"]["unlabelled_forward_rows"] += summary["calibration"]["forward_rows"]
         atomic_write_json(paths.run_info, summary)
         return run
