@@ -7,8 +7,9 @@ log-probability the model gives each label *a priori*, and subtract it from ever
 - `batch` (Zhou et al. 2023, "Batch Calibration"): the prior is the mean of the predicted label distributions
   over unlabelled texts of the language, p(y) = 1/N sum_i p(y | x_i);
 - `batch-log`: the same unlabelled texts, but the prior is their mean *log*-probability per label (the normalised
-  geometric mean of the predicted distributions; in logit space, each label's mean logit is removed). A text the
-  model is sure of moves it no more than one it is unsure of, where `batch` lets the confident texts dominate;
+  geometric mean of the predicted distributions; in logit space, each label's mean logit is removed). The mean of
+  the distributions is pulled most by the texts the model is sure of; the mean of their logs as much by the
+  labels it finds very unlikely on some texts;
 - `contextual` (Zhao et al. 2021, "Calibrate Before Use"): the prior is the mean distribution over content-free
   inputs ("N/A", "", the mask token) put through the same prompt, with that language's label words.
 
