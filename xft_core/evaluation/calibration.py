@@ -86,6 +86,18 @@ class Calibration:
                                "or delete it to serve uncalibrated") from None
         return cls(labels, languages)
 
+    @classmethod
+    def for_labels(cls, package: Path, labels: Sequence[str]) -> Calibration:
+        """The package's calibration to add languages to; a new one when it has none or was estimated for another
+        label set (that one starts over)."""
+        found = cls.read(package)
+        return found if found is not None and found.labels == list(labels) else cls(list(labels))
+
+    def estimate(self, language: str, predictions: Sequence[Mapping[str, Any]], method: str, origin: list[str]) -> None:
+        """Store `language`'s prior as `method` estimates it from `predictions` (raw, uncalibrated) of `origin`."""
+        self.languages[language] = {"method": method, "log_prior": log_prior(predictions, self.labels, method),
+                                    "rows": len(predictions), "from": origin}
+
     def write(self, package: Path) -> Path:
         from xft_core.util.files import atomic_write_json
 
@@ -207,9 +219,7 @@ def calibrate(sources: str | Path | Sequence[str | Path], data: Any, *, language
             _, strategy = strategy_from_manifest(check_compatible(base, package), pm)
             model = strategy.attach(base.model, package, "xft-calibrate", base.head)
             try:
-                calibration = Calibration.read(package) or Calibration(list(base.head.labels))
-                if calibration.labels != list(base.head.labels):
-                    calibration = Calibration(list(base.head.labels))  # estimated for another label set: start over
+                calibration = Calibration.for_labels(package, base.head.labels)
                 for language in wanted:
                     bar.update(task, description=f"{package.name}: {method} prior of {language}")
                     strategy.activate(model, "xft-calibrate", language)
@@ -220,8 +230,7 @@ def calibrate(sources: str | Path | Sequence[str | Path], data: Any, *, language
                                                batch_size=batch_size, max_length=max_length, precision=precision)
                     forward += len(inputs)
                     origin = sorted({file for file, _ in part.where}) if part and method in FROM_TEXT else ["content-free inputs"]
-                    prior = log_prior(predictions, calibration.labels, method)
-                    calibration.languages[language] = {"method": method, "log_prior": prior, "rows": len(inputs), "from": origin}
+                    calibration.estimate(language, predictions, method, origin)
                     bar.advance(task)
                 calibration.write(package)
                 found[package] = calibration

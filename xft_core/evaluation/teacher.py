@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from xft_core.adapters import AdapterError, Manifest
-from xft_core.evaluation.calibration import FROM_TEXT, Calibration, calibrated_head, log_prior, run_settings
+from xft_core.evaluation.calibration import FROM_TEXT, Calibration, calibrated_head, run_settings
 from xft_core.evaluation.plan import calibration_packages
 from xft_core.evaluation.predict import predict_rows, with_language
 from xft_core.util.languages import normalize
@@ -59,9 +59,7 @@ def teacher_predictions(source: str | Path, rows: Mapping[str, Sequence[Mapping[
         for package, languages in plan.items():
             _, strategy = strategy_from_manifest(check_compatible(base, package), pm)
             model = strategy.attach(base.model, package, "xft-teacher", base.head)
-            calibration = Calibration.read(package)
-            if calibrate and (calibration is None or calibration.labels != list(base.head.labels)):
-                calibration = Calibration(list(base.head.labels))
+            calibration = Calibration.for_labels(package, base.head.labels) if calibrate else Calibration.read(package)
             try:
                 for language in languages:
                     bar.update(task, description=f"{package.name} labels {language}")
@@ -69,9 +67,7 @@ def teacher_predictions(source: str | Path, rows: Mapping[str, Sequence[Mapping[
                     predictions = predict_rows(base.head, model, base.tokenizer, with_language(rows[language], language),
                                                batch_size=batch_size, max_length=max_length, precision=precision)
                     if calibrate and calibration is not None:
-                        calibration.languages[language] = {
-                            "method": calibrate, "log_prior": log_prior(predictions, calibration.labels, calibrate),
-                            "rows": len(predictions), "from": ["the rows it labelled"]}
+                        calibration.estimate(language, predictions, calibrate, ["the rows it labelled"])
                     out[language] = calibration.apply(predictions, language) if calibration else predictions
                     bar.advance(task, len(rows[language]))
                 if calibrate and calibration is not None:
