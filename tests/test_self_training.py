@@ -4,6 +4,7 @@ K rounds; pseudo-labels are files in the run folder, evaluation rows are never l
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -181,3 +182,46 @@ def test_self_training_into_one_adapter_per_language(tiny_model, tmp_path, pm):
     assert all(sum(part["per_class"].values()) <= 2 * 3 for part in summary["languages"].values()), "capped per class"
     router = Router.from_run(root, pm=pm)
     assert [p["adapter"] for p in router.predict(["Telefon gut", "часы плохо"], ["de", "ru"])] == ["de", "ru"]
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_trained_run_teaches_round_one_without_round_zero_training_again_and_stays_as_it_was(tiny_model, tmp_path, pm):
+    from xft_core.adapters import AdapterError
+    from xft_core.config import ConfigError
+    from xft_core.training import train
+
+    data, _ = _data(tmp_path)
+    model = tiny_model("bert")
+    plain = _config(model, data, tmp_path / "runs")
+    plain.update(name="teacher", self_training={})
+    train(plain, pm=pm, progress=False)
+    teacher = tmp_path / "runs" / "teacher"
+    before = _files(teacher)
+
+    config = _config(model, data, tmp_path / "runs", calibration="batch", teacher=str(teacher))
+    run = train(config, pm=pm, progress=False)
+    assert _files(teacher) == before, "the teacher's run folder is only read (its prior went into the copy)"
+    round_0 = tmp_path / "runs" / "st" / "rounds" / "round-0"
+    copied = _files(round_0)
+    kept = {k: v for k, v in before.items() if not k.startswith("checkpoints/")}
+    assert {k: v for k, v in copied.items() if not k.endswith("calibration.json")} == kept, "a copy, checkpoints left out"
+    assert any(k.endswith("calibration.json") for k in copied), "the copy was calibrated before labelling"
+    assert [r["step"] for r in run.history if "loss" in r] == [1, 2, 3, 4], "only round 1 trained"
+    info = json.loads((tmp_path / "runs" / "st" / "run.json").read_text())
+    assert [r["steps"] for r in info["self_training"]["rounds"]] == [6, 4]
+    assert info["extra_cost"]["extra_train_steps"] == 4
+    assert str(round_0 / "adapters") in (tmp_path / "runs" / "st" / "rounds" / "round-1" / "config.yaml").read_text()
+
+    with pytest.raises(ConfigError, match=r"self_training.teacher: .*nothing.* is not a finished training run"):
+        train(_config(model, data, tmp_path / "runs2", teacher=str(tmp_path / "nothing")), pm=pm, progress=False)
+    other = tmp_path / "other-task"
+    shutil.copytree(teacher, other)
+    manifest = next((other / "adapters").glob("*/xft.json"))
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "task": "token-classification"}))
+    with pytest.raises(AdapterError, match=r"self_training.teacher .*other-task.*: a package of task .token-classification.*leave self_training.teacher empty"):
+        train(_config(model, data, tmp_path / "runs3", teacher=str(other)), pm=pm, progress=False)
+    with pytest.raises(ConfigError, match="self_training.teacher .* teaches round 1, but self_training.rounds is 0"):
+        train(_config(model, data, tmp_path / "runs4", rounds=0, teacher=str(teacher)), pm=pm, progress=False)

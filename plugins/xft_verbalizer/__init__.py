@@ -266,7 +266,7 @@ SELF_TRAINING = {"rounds": 1, "threshold": 0.0, "balance": True, "calibration": 
 
 
 def _verbalizer(*, top_layers: int = 0, training: Mapping[str, Any] | None = None, data: Mapping[str, Any] | None = None,
-                template: str | None = None, self_training: bool = False) -> Any:
+                template: str | None = None, self_training: Mapping[str, Any] | None = None) -> Any:
     def config(task: RecipeTask) -> dict[str, Any]:
         options = {**SUITE_LORA, **({"top_layers": top_layers} if top_layers else {})}
         fragment: dict[str, Any] = {
@@ -279,8 +279,9 @@ def _verbalizer(*, top_layers: int = 0, training: Mapping[str, Any] | None = Non
             fragment["training"] = extra
         if data:  # few-shot rows come from the evaluation languages' train split
             fragment["data"] = {**data, "eval_languages": [task.source, *task.targets]}
-        if self_training:
-            fragment["self_training"] = {**SELF_TRAINING, "steps": task.steps, "languages": list(task.targets)}
+        if self_training is not None:
+            fragment["self_training"] = {**SELF_TRAINING, **self_training, "steps": task.steps,
+                                         "languages": list(task.targets)}
             fragment["data"] = {"unlabelled_split": task.unlabelled_split}
         return fragment
 
@@ -309,18 +310,26 @@ def xft_transfer_recipes():
                      evaluation={"calibration": "contextual"},
                      description="the verbalizer's adapter, each target's label prior from content-free inputs subtracted "
                                  "(contextual calibration; no training, no text needed)")
-    yield RecipeSpec(name="verbalizer-st", config=_verbalizer(self_training=True), needs=("unlabelled",),
-                     description="the verbalizer, then one round of self-training: the calibrated adapter labels each "
-                                 "target's unlabelled text, its most confident rows balanced per class train with the "
-                                 "English rows (as many steps again)")
-    yield RecipeSpec(name="verbalizer-st-bc", config=_verbalizer(self_training=True), derived_from="verbalizer-st",
-                     needs=("unlabelled",), evaluation={"calibration": "batch"},
-                     description="verbalizer-st's adapter with each target's label prior re-estimated from its unlabelled "
-                                 "text and subtracted (batch calibration of the student)")
-    yield RecipeSpec(name="verbalizer-st-bcl", config=_verbalizer(self_training=True), derived_from="verbalizer-st",
-                     needs=("unlabelled",), evaluation={"calibration": "batch-log"},
-                     description="verbalizer-st's adapter with each target's mean log-probability per label over its "
-                                 "unlabelled text subtracted (batch-log calibration of the student)")
+    yield RecipeSpec(name="verbalizer-dc", config=_verbalizer(), derived_from="verbalizer", needs=("unlabelled",),
+                     evaluation={"calibration": "domain"},
+                     description="the verbalizer's adapter, each target's label prior from 20 inputs of random tokens of "
+                                 "its unlabelled text subtracted (domain-context calibration, Fei et al. 2023; no training)")
+    yield RecipeSpec(name="verbalizer-st", config=_verbalizer(self_training={}), teacher_from="verbalizer",
+                     needs=("unlabelled",),
+                     description="the verbalizer, then one round of self-training: its adapter, calibrated per target "
+                                 "(batch), labels each target's unlabelled text, its most confident rows balanced per "
+                                 "class train with the English rows (as many steps again, from the teacher's weights)")
+    for method, short in (("batch", "bc"), ("batch-log", "bcl"), ("contextual", "cc"), ("domain", "dc")):
+        yield RecipeSpec(name=f"verbalizer-st-{short}", config=_verbalizer(self_training={}), derived_from="verbalizer-st",
+                         needs=("unlabelled",), evaluation={"calibration": method},
+                         description=f"verbalizer-st's student calibrated per target ({method}) before evaluation")
+    yield RecipeSpec(name="verbalizer-stcc", config=_verbalizer(self_training={"calibration": "contextual"}),
+                     teacher_from="verbalizer", needs=("unlabelled",),
+                     description="verbalizer-st with the teacher's label prior per target from content-free inputs "
+                                 "(contextual calibration) instead of its unlabelled text")
+    yield RecipeSpec(name="verbalizer-stcc-cc", config=_verbalizer(self_training={"calibration": "contextual"}),
+                     derived_from="verbalizer-stcc", needs=("unlabelled",), evaluation={"calibration": "contextual"},
+                     description="verbalizer-stcc's student calibrated per target from content-free inputs too")
     yield RecipeSpec(name="verbalizer-auto", config=_verbalizer(template="auto"),
                      description="the verbalizer with template: auto (from the label names, else the best of topic, "
                                  "sentiment and answer zero-shot on the source's dev rows) instead of the task's template")

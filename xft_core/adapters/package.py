@@ -142,20 +142,20 @@ def pickle_files(folder: Path) -> list[str]:
 
 
 def check_init_from(folder: Path, model_path: Path, *, task: str = "", label_info: Mapping[str, Any] | None = None,
-                    adopted: Collection[str] = ()) -> dict[str, Any]:
+                    adopted: Collection[str] = (), key: str = "init_from") -> dict[str, Any]:
     """A training run's `init_from` package fits the run before any weights load: trained on the run's base model
     (`model_path`), for the same task (`task`), with the same labels in the same order and the same label details
     (`label_info`, what the run's head records: a tagging scheme, a template), except the keys in `adopted`
     (the head's `adopted_label_info`: taken from the package, no weight depends on them). Returns what the new manifest
-    records of it: its path and the sha256 of its files."""
+    records of it: its path and the sha256 of its files. `key`: the config key errors name."""
     folder = Path(folder)
     manifest = Manifest.read(folder)
-    check_base(folder, manifest, base_fingerprint(model_path), str(model_path), key="init_from")
-    where = f"init_from {folder}"
+    check_base(folder, manifest, base_fingerprint(model_path), str(model_path), key=key)
+    where = f"{key} {folder}"
     theirs_task = manifest.data.get("task")
     if task and theirs_task != task:
         raise AdapterError(f"{where}: a package of task {_shown(theirs_task)}; this run trains '{task}'. Start from a "
-                           f"'{task}' package of this base model, or leave init_from empty")
+                           f"'{task}' package of this base model, or leave {key} empty")
     for key, ours in (label_info or {}).items():
         if key in adopted or (key not in manifest.data and key != "labels"):
             continue  # a detail an older package does not record

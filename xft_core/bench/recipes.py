@@ -58,6 +58,28 @@ def check_recipe(spec: RecipeSpec, known: Mapping[str, RecipeSpec]) -> None:
     if spec.derived_from and spec.derived_from not in known:
         raise PluginError(f"Transfer recipe '{spec.name}' evaluates the adapters of '{spec.derived_from}', which no "
                           f"installed plugin provides. Installed: {', '.join(sorted(known))}")
+    if spec.teacher_from and spec.teacher_from not in known:
+        raise PluginError(f"Transfer recipe '{spec.name}' self-trains from the run of '{spec.teacher_from}', which no "
+                          f"installed plugin provides. Installed: {', '.join(sorted(known))}")
+    if spec.teacher_from and spec.derived_from:
+        raise PluginError(f"Transfer recipe '{spec.name}' gives both derived_from (evaluate another recipe's adapters) "
+                          "and teacher_from (train from another recipe's run): give one")
+
+
+def parent_of(spec: RecipeSpec) -> str:
+    """The recipe whose finished run this one needs: the one it evaluates or the one that teaches it ('' if none)."""
+    return spec.derived_from or spec.teacher_from
+
+
+def depth(spec: RecipeSpec, known: Mapping[str, RecipeSpec]) -> int:
+    """How many recipes run before this one can (0: it trains from the base model); parents run first."""
+    seen: list[str] = []
+    while parent_of(spec):
+        if spec.name in seen:
+            raise PluginError(f"Transfer recipes {' -> '.join([*seen, spec.name])} need each other's runs in a circle")
+        seen.append(spec.name)
+        spec = known[parent_of(spec)]
+    return len(seen)
 
 
 def recipe_task(task: SuiteTask, *, steps: int, batch_size: int, unlabelled: bool, resources: Mapping[str, str] | None = None,
@@ -83,14 +105,19 @@ def base_config(task: SuiteTask, *, name: str, out: str, model: str, data: str, 
     }
 
 
-def run_config(spec: RecipeSpec, task: SuiteTask, info: RecipeTask, **base: Any) -> dict[str, Any]:
+def run_config(spec: RecipeSpec, task: SuiteTask, info: RecipeTask, *, teacher: str = "", **base: Any) -> dict[str, Any]:
     """The `xft train` config of one recipe on one task and seed: `base_config(**base)` with `spec.config(info)`
-    merged over it (nested sections key by key)."""
+    merged over it (nested sections key by key); `teacher`: the run folder of `spec.teacher_from`."""
     fragment = dict(spec.config(info))
     missing = [key for key in ("task", "strategy") if not fragment.get(key)]
     if missing:
         raise PluginError(f"Transfer recipe '{spec.name}' gives no {' or '.join(missing)} for task {task.name} "
                           "(RecipeSpec.config must return them)")
+    if teacher:
+        if not (fragment.get("self_training") or {}).get("rounds"):
+            raise PluginError(f"Transfer recipe '{spec.name}' names teacher_from '{spec.teacher_from}' but its config "
+                              "does not self-train (self_training.rounds): drop teacher_from or add self_training")
+        fragment = merge(fragment, {"self_training": {"teacher": teacher}})
     return merge(base_config(task, **base), fragment)
 
 

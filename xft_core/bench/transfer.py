@@ -17,7 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from xft_core.bench.recipes import baseline_of, check_recipe, installed_recipes, merge, recipe_task, run_config
+from xft_core.bench.recipes import (
+    baseline_of,
+    check_recipe,
+    depth,
+    installed_recipes,
+    merge,
+    parent_of,
+    recipe_task,
+    run_config,
+)
 from xft_core.bench.report import markdown, summarise
 from xft_core.bench.tasks import TASKS, SuiteTask, task_data
 from xft_core.hooks import RecipeSpec
@@ -63,9 +72,10 @@ class Suite:
                              f"recipes: {', '.join(recipes)} (`xft bench transfer --list` describes them)")
         for name in self.recipes:
             check_recipe(recipes[name], recipes)
-            parent = recipes[name].derived_from
+            parent = parent_of(recipes[name])
             if parent and parent not in self.recipes:
-                raise UserError(f"recipe '{name}' evaluates the adapters of '{parent}': add it to the recipes")
+                what = "evaluates the adapters" if recipes[name].derived_from else "self-trains from the run"
+                raise UserError(f"recipe '{name}' {what} of '{parent}': add it to the recipes")
         return recipes
 
     def steps_for(self, task: SuiteTask) -> int:
@@ -99,7 +109,7 @@ def run_suite(suite: Suite, *, console: Any = None) -> dict[str, Any]:
         info = recipe_task(task, steps=suite.steps_for(task), batch_size=suite.batch_size, unlabelled=unlabelled,
                            resources=resources, options={"language_adapter_steps": suite.language_adapter_steps})
         for seed in suite.seeds:
-            for spec in sorted(chosen, key=lambda r: bool(r.derived_from)):  # trained ones first
+            for spec in sorted(chosen, key=lambda r: depth(r, recipes)):  # the runs a recipe needs first
                 key = (task.name, spec.name, seed)
                 if key in done:
                     continue
@@ -158,8 +168,10 @@ def _run_one(suite: Suite, task: SuiteTask, spec: RecipeSpec, seed: int, data: P
             _copy_run(parent, run_dir)
     else:
         shutil.rmtree(run_dir, ignore_errors=True)  # a run cut short earlier starts over
+        teacher = str(suite.out / "runs" / f"{task.name}-{spec.teacher_from}-s{seed}") if spec.teacher_from else ""
         config = run_config(spec, task, info, name=run_dir.name, out=str(run_dir.parent), model=suite.model,
-                            data=str(data), seed=seed, steps=suite.steps_for(task), batch_size=suite.batch_size)
+                            data=str(data), seed=seed, steps=suite.steps_for(task), batch_size=suite.batch_size,
+                            teacher=teacher)
         run = train(config, pm=suite.pm, progress=suite.progress)
         train_seconds, examples_per_second = run.wall_seconds, run.examples_per_second
         extra = _cost(json.loads((run_dir / "run.json").read_text(encoding="utf-8")))

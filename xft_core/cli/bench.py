@@ -104,6 +104,7 @@ def list_recipes() -> int:
         out.print(f"{name}  [plugin {plugins[name]}] kinds: {', '.join(spec.kinds)}; needs: "
                   f"{', '.join(spec.needs) or 'labelled source rows only'}"
                   + (f"; evaluates the adapters of {spec.derived_from}" if spec.derived_from else "")
+                  + (f"; self-trains from the run of {spec.teacher_from}" if spec.teacher_from else "")
                   + (f" ({', '.join(marks)})" if marks else ""), highlight=False, soft_wrap=True, markup=False)
         out.print(f"    {spec.description}", highlight=False, soft_wrap=True, markup=False)
     return 0

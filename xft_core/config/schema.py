@@ -153,8 +153,8 @@ class TrainingConfig:
 class CalibrationConfig:
     """After training, estimate each target language's label prior and store it in the packages (`xft calibrate`)."""
 
-    # batch, batch-log: from unlabelled text; contextual: from content-free inputs (docs/transfer.md)
-    method: Literal["none", "batch", "batch-log", "contextual"] = "none"
+    # batch, batch-log, domain: from unlabelled text; contextual: from content-free inputs (docs/transfer.md)
+    method: Literal["none", "batch", "batch-log", "contextual", "domain"] = "none"
     # empty: every language with unlabelled text (contextual: and every evaluated one) not trained on
     languages: list[str] = field(default_factory=list)
     max_rows: int = 500  # unlabelled rows per language
@@ -176,12 +176,15 @@ class SelfTrainingConfig:
     balance: bool = True  # the same number of rows of every predicted class per language (the rarest class's count)
     max_rows: int = 0  # per language: unlabelled rows read (0: all) and pseudo-labelled rows kept at most (tagging)
     # the teacher's label prior corrected before labelling
-    calibration: Literal["none", "batch", "batch-log", "contextual"] = "batch"
+    calibration: Literal["none", "batch", "batch-log", "contextual", "domain"] = "batch"
     steps: int = 0  # training steps of each round (0: training.max_steps)
     learning_rate: float = 0.0  # of each round (0: training.learning_rate)
     adapters: Literal["single", "per_language"] = "single"  # one multilingual student, or one per language
     start: Literal["teacher", "base"] = "teacher"  # each round's adapter starts from the teacher's weights, or afresh
     keep_source: bool = True  # the labelled source rows train in every round too
+    # a trained run folder that teaches round 1 instead of training round 0 again (copied to rounds/round-0, never
+    # changed): self-train from the adapter you have
+    teacher: str = ""
 
     def __post_init__(self):
         if self.rounds < 0:
@@ -193,6 +196,9 @@ class SelfTrainingConfig:
                 raise ConfigError(f"self_training.{name} must be >= 0 (0 = no limit / the default), got {getattr(self, name)}")
         if self.learning_rate < 0:
             raise ConfigError(f"self_training.learning_rate must be >= 0 (0 = training.learning_rate), got {self.learning_rate}")
+        if self.teacher and not self.rounds:
+            raise ConfigError(f"self_training.teacher {self.teacher!r} teaches round 1, but self_training.rounds is 0 "
+                              "(off): set rounds to 1 or more, or leave teacher empty")
 
 
 def check_report_to(names: list[str], key: str = "training.report_to") -> None:

@@ -11,7 +11,11 @@ log-probability the model gives each label *a priori*, and subtract it from ever
   the distributions is pulled most by the texts the model is sure of; the mean of their logs as much by the
   labels it finds very unlikely on some texts;
 - `contextual` (Zhao et al. 2021, "Calibrate Before Use"): the prior is the mean distribution over content-free
-  inputs ("N/A", "", the mask token) put through the same prompt, with that language's label words.
+  inputs ("N/A", "", the mask token) put through the same prompt, with that language's label words;
+- `domain` (Fei et al. 2023, "Mitigating Label Biases for In-context Learning", domain-context calibration): the
+  mean distribution over 20 inputs of random tokens drawn from the language's unlabelled text, each field as long
+  as that field's mean: content-free, but in the language and domain of the rows (tokens, not words, so that
+  languages written without spaces are covered).
 
 Calibrated scores are softmax(log p(y | x) - log p(y)): a uniform prior changes nothing. Priors are stored per
 language in the adapter package (`calibration.json`) and applied wherever that package answers rows of that
@@ -33,9 +37,11 @@ from xft_core.util.errors import UserError
 from xft_core.util.languages import normalize
 
 CALIBRATION = "calibration.json"
-METHODS = ("batch", "batch-log", "contextual")
-FROM_TEXT = ("batch", "batch-log")  # the methods that need the language's unlabelled text
+METHODS = ("batch", "batch-log", "contextual", "domain")
+FROM_TEXT = ("batch", "batch-log", "domain")  # the methods that need the language's unlabelled text
+ONE_PASS = ("batch", "batch-log")  # the prior is the mean over the unlabelled rows' own predictions
 CONTENT_FREE = ("N/A", "", "[MASK]")  # Zhao et al. 2021; the mask placeholder is the tokenizer's own when it has one
+DOMAIN_SAMPLES = 20  # Fei et al. 2023
 
 
 @dataclass
@@ -122,8 +128,8 @@ def correct(prediction: dict[str, Any], labels: Sequence[str], log_prior: Sequen
 
 
 def log_prior(predictions: Sequence[Mapping[str, Any]], labels: Sequence[str], method: str = "batch") -> list[float]:
-    """The log prior `method` subtracts: log of the mean predicted distribution (`batch`, `contextual`), or the
-    normalised mean log-probability (`batch-log`)."""
+    """The log prior `method` subtracts: log of the mean predicted distribution (`batch`, `contextual`, `domain`),
+    or the normalised mean log-probability (`batch-log`)."""
     if not predictions:
         raise UserError("no predictions to estimate a prior from (no unlabelled rows for this language?)")
     if method == "batch-log":
@@ -149,6 +155,41 @@ def content_free_rows(head: Any, tokenizer: Any, like: Sequence[Mapping[str, Any
             row[pair] = text
         rows.append(row)
     return rows
+
+
+def domain_context_rows(head: Any, tokenizer: Any, rows: Sequence[Mapping[str, Any]], language: str,
+                        samples: int = DOMAIN_SAMPLES) -> list[dict[str, Any]]:
+    """`samples` rows of random tokens drawn from the tokens of `rows` (one language's unlabelled text), each field
+    (the text; its pair, for NLI) as many tokens long as that field's mean; the same rows for the same text."""
+    import random
+    import zlib
+
+    if not rows:
+        raise UserError(f"domain calibration of {language}: no unlabelled rows to draw tokens from")
+    pair = getattr(head.fields, "pair", None)
+    fields = [head.fields.text] + ([pair] if pair and any(row.get(pair) for row in rows) else [])
+    pools = {}
+    for name in fields:
+        ids = [tokenizer(str(row.get(name) or ""), add_special_tokens=False)["input_ids"] for row in rows]
+        pools[name] = ([t for seq in ids for t in seq], max(1, round(sum(map(len, ids)) / len(ids))))
+    rng = random.Random(zlib.crc32(f"{language}:{len(rows)}".encode()))
+    out = []
+    for _ in range(samples):
+        texts = {name: tokenizer.decode(rng.choices(pool, k=length)) if pool else "" for name, (pool, length) in pools.items()}
+        row = dict(head.input_row(texts[head.fields.text]))
+        row.update({name: text for name, text in texts.items() if name != head.fields.text})
+        out.append(row)
+    return out
+
+
+def prior_inputs(method: str, head: Any, tokenizer: Any, rows: Sequence[Mapping[str, Any]],
+                 language: str) -> list[dict[str, Any]]:
+    """The rows whose predictions `method` estimates `language`'s prior from."""
+    if method in ONE_PASS:
+        return list(rows)
+    if method == "domain":
+        return domain_context_rows(head, tokenizer, rows, language)
+    return content_free_rows(head, tokenizer, rows)
 
 
 @dataclass
@@ -225,11 +266,13 @@ def calibrate(sources: str | Path | Sequence[str | Path], data: Any, *, language
                     strategy.activate(model, "xft-calibrate", language)
                     part = texts.get(language)
                     rows = part.rows if part else []
-                    inputs = rows if method in FROM_TEXT else content_free_rows(base.head, base.tokenizer, rows)
+                    inputs = prior_inputs(method, base.head, base.tokenizer, rows, language)
                     predictions = predict_rows(base.head, model, base.tokenizer, with_language(inputs, language),
                                                batch_size=batch_size, max_length=max_length, precision=precision)
                     forward += len(inputs)
                     origin = sorted({file for file, _ in part.where}) if part and method in FROM_TEXT else ["content-free inputs"]
+                    if method == "domain":
+                        origin = [f"{DOMAIN_SAMPLES} rows of random tokens from {', '.join(origin)}"]
                     calibration.estimate(language, predictions, method, origin)
                     bar.advance(task)
                 calibration.write(package)

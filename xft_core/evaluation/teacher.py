@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from xft_core.adapters import AdapterError, Manifest
-from xft_core.evaluation.calibration import FROM_TEXT, Calibration, calibrated_head, run_settings
+from xft_core.evaluation.calibration import ONE_PASS, Calibration, calibrated_head, run_settings
 from xft_core.evaluation.plan import calibration_packages
 from xft_core.evaluation.predict import predict_rows, with_language
 from xft_core.util.languages import normalize
@@ -37,8 +37,8 @@ def teacher_predictions(source: str | Path, rows: Mapping[str, Sequence[Mapping[
     `calibrate` ("batch" or "batch-log"): each language's label prior is first estimated from the predictions of
     these very rows, stored in the package answering it (`calibration.json`) and applied: what `calibrate()` on
     the same rows and then labelling would give, with one forward pass per row instead of two."""
-    if calibrate and calibrate not in FROM_TEXT:
-        raise ValueError(f"teacher_predictions estimates priors from its rows: calibrate is one of {', '.join(FROM_TEXT)}")
+    if calibrate and calibrate not in ONE_PASS:
+        raise ValueError(f"teacher_predictions estimates priors from its rows: calibrate is one of {', '.join(ONE_PASS)}")
     from xft_core.adapters import check_compatible, load_base, strategy_from_manifest
     from xft_core.util.console import progress as progress_bar
     from xft_core.util.precision import resolve_precision

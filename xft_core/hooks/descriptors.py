@@ -182,8 +182,10 @@ class RecipeSpec:
     - `prepare(task)`: runs the suite trains once per task before the recipe's runs (MAD-X's language adapters):
       {resource name: run-config keys}; their folders reach `config` as `task.resources[name]`.
     - `derived_from`: evaluate that recipe's trained adapters instead of training (no training cost), with
-      `evaluation` options: {"scale": 0.5} (WiSE-FT), {"calibration": "batch" | "batch-log" | "contextual"} (estimated
-      per target language from its unlabelled text, or from content-free inputs).
+      `evaluation` options: {"scale": 0.5} (WiSE-FT), {"calibration": "batch" | "batch-log" | "contextual" | "domain"}
+      (estimated per target language from its unlabelled text, or from content-free inputs).
+    - `teacher_from`: a self-training recipe's teacher is that recipe's trained run of the same task and seed
+      (`self_training.teacher`), so round 0 is not trained again; its cost is the labelling and the student's steps.
     - `baseline`: the recipe the suite compares every other with (one installed recipe at most).
     - `default`: run when `--recipes` is not given.
     """
@@ -196,6 +198,7 @@ class RecipeSpec:
     prepare: Callable[[RecipeTask], Mapping[str, Mapping[str, Any]]] | None = None
     derived_from: str = ""
     evaluation: Mapping[str, Any] = field(default_factory=dict)
+    teacher_from: str = ""
     baseline: bool = False
     default: bool = False
 

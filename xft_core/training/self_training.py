@@ -59,7 +59,7 @@ def self_train(config: RunConfig, *, resume: bool = False, pm: Any = None, conso
     if not (resume and paths.config.is_file()):
         save_config(config, paths.config)
     plan = _Plan(config, pm, console, progress, resume)
-    teacher = plan.train_round(0, None)
+    teacher = plan.adopt_teacher() if config.self_training.teacher else plan.train_round(0, None)
     for k in range(1, config.self_training.rounds + 1):
         data_dir = plan.label(k, teacher.folder)
         teacher = plan.train_round(k, data_dir, init_from=plan.start_from(teacher.folder))
@@ -129,6 +129,34 @@ class _Plan:
                         progress=self.progress)
         return _Round(folder, run)
 
+    def adopt_teacher(self) -> _Round:
+        """Round 0 as a copy of `self_training.teacher`, a trained run folder (its adapters, run.json and metrics),
+        after checking that its packages fit this run like an `init_from` package would; the folder given is only
+        read. A resumed run keeps the copy it made."""
+        from xft_core.adapters import check_init_from
+        from xft_core.models import resolve_model
+
+        folder = self.rounds_dir / "round-0"
+        if (folder / RUN_INFO).is_file():
+            return _Round(folder, None)
+        given = Path(self.st.teacher).expanduser()
+        key = "self_training.teacher"
+        packages = sorted(p for p in (given / "adapters").iterdir() if (p / "xft.json").is_file()) \
+            if (given / "adapters").is_dir() else []
+        if not (given / RUN_INFO).is_file() or not packages:
+            raise ConfigError(f"{key}: {given} is not a finished training run (it needs {RUN_INFO} and adapters/<name>/"
+                              "xft.json); give the folder `xft train` wrote, runs/<name>")
+        model_path = resolve_model(self.config.model, self.pm)
+        for package in packages:
+            check_init_from(package, model_path, task=self.config.task, label_info=self.head.label_info(),
+                            adopted=getattr(self.head, "adopted_label_info", ()), key=key)
+        self.console.print(f"{self.config.name}: round 0 is the trained run {given}", highlight=False, markup=False,
+                           soft_wrap=True)
+        with atomic_folder(folder) as tmp:
+            shutil.copytree(given, tmp, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("checkpoints", "rounds", "report", "trackers"))
+        return _Round(folder, None)
+
     def start_from(self, teacher: Path) -> str:
         """The package a round's adapters start from: the teacher's (its source language's, when it has one per
         language); none with `start: base`."""
@@ -147,12 +175,12 @@ class _Plan:
             self.summaries.append(json.loads((data_dir / SUMMARY).read_text(encoding="utf-8")))
             self.forward_rows += int(self.summaries[-1].get("forward_rows", 0))
             return data_dir
-        from xft_core.evaluation.calibration import FROM_TEXT, calibrate
+        from xft_core.evaluation.calibration import ONE_PASS, calibrate
         from xft_core.evaluation.teacher import teacher_predictions
 
         forward = 0
         method = self.st.calibration
-        one_pass = method in FROM_TEXT  # the prior comes from the very rows the teacher labels: one forward each
+        one_pass = method in ONE_PASS  # the prior comes from the very rows the teacher labels: one forward each
         if method != "none" and not one_pass:
             estimated = calibrate(teacher, None, languages=self.targets, method=method, texts=self.unlabelled,
                                   pm=self.pm, batch_size=self.config.training.eval_batch_size, progress=self.progress)
