@@ -256,3 +256,60 @@ def test_out_that_is_a_training_run_folder_is_refused(tmp_path):
         run_suite(suite)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml", "metrics.jsonl"]
 
+
+
+@needs_shared
+def test_a_self_training_recipe_is_taught_by_its_parents_run_which_runs_first_and_stays_as_trained(tmp_path, capsys):
+    from xft_core.cli.main import main
+
+    out = tmp_path / "suite"
+    command = ["bench", "transfer", "--quick", "--tasks", "xnli", "--out", str(out), "--no-progress", "--recipes"]
+    assert main([*command, "verbalizer-st"]) == 2
+    assert "recipe 'verbalizer-st' self-trains from the run of 'verbalizer': add it to the recipes" in capsys.readouterr().err
+    # asked for children first: the suite still runs the teacher's recipe, then the student, then its calibration
+    assert main([*command, "verbalizer-st-dc", "verbalizer-st", "verbalizer"]) == 0, capsys.readouterr().err
+    runs = [json.loads(line) for line in (out / "results.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [r["recipe"] for r in runs] == ["verbalizer", "verbalizer-st", "verbalizer-st-dc"]
+    teacher, student = out / "runs" / "xnli-verbalizer-s0", out / "runs" / "xnli-verbalizer-st-s0"
+    copied = student / "rounds" / "round-0"
+    for package in (teacher / "adapters").iterdir():
+        for file in package.iterdir():
+            assert (copied / "adapters" / package.name / file.name).read_bytes() == file.read_bytes(), file.name
+    assert not list(teacher.rglob("calibration.json")), "the teacher's run is evaluated as trained, uncalibrated"
+    info = json.loads((student / "run.json").read_text(encoding="utf-8"))
+    assert [r["steps"] for r in info["self_training"]["rounds"]] == [4, 4], "round 0 is the teacher's run"
+    assert runs[1]["extra_train_steps"] == 4 and runs[1]["unlabelled_forward_rows"] > 0
+    assert runs[2]["unlabelled_forward_rows"] == runs[1]["unlabelled_forward_rows"] + 20 * 14, "+ 20 rows per target"
+
+
+def test_a_teacher_from_recipe_is_checked_and_gets_its_teacher_in_self_training(tmp_path):
+    from xft_core.bench.recipes import check_recipe, depth, recipe_task, run_config
+    from xft_core.bench.tasks import TASKS
+    from xft_core.hooks import PluginError, RecipeSpec
+
+    def fragment(task):
+        return {"task": "t", "strategy": "s", "self_training": {"rounds": 1, "steps": 3}}
+
+    plain = RecipeSpec(name="plain", description="d", config=lambda task: {"task": "t", "strategy": "s"})
+    student = RecipeSpec(name="student", description="d", config=fragment, teacher_from="plain")
+    calibrated = RecipeSpec(name="calibrated", description="d", config=fragment, derived_from="student")
+    known = {spec.name: spec for spec in (plain, student, calibrated)}
+    assert [depth(known[n], known) for n in ("plain", "student", "calibrated")] == [0, 1, 2]
+    check_recipe(student, known)
+    with pytest.raises(PluginError, match="'orphan' self-trains from the run of 'gone', which no installed plugin"):
+        check_recipe(RecipeSpec(name="orphan", description="d", config=fragment, teacher_from="gone"), known)
+    with pytest.raises(PluginError, match="'both' gives both derived_from .* and teacher_from"):
+        check_recipe(RecipeSpec(name="both", description="d", config=fragment, teacher_from="plain",
+                                derived_from="plain"), known)
+    loop = {"a": RecipeSpec(name="a", description="d", config=fragment, teacher_from="b"),
+            "b": RecipeSpec(name="b", description="d", config=fragment, teacher_from="a")}
+    with pytest.raises(PluginError, match="a -> b -> a need each other's runs in a circle"):
+        depth(loop["a"], loop)
+
+    task = TASKS["xnli"]
+    info = recipe_task(task, steps=40, batch_size=16, unlabelled=True)
+    base = dict(name="n", out=str(tmp_path), model="m", data="d", seed=0, steps=40, batch_size=16)
+    config = run_config(student, task, info, teacher="runs/xnli-plain-s0", **base)
+    assert config["self_training"] == {"rounds": 1, "steps": 3, "teacher": "runs/xnli-plain-s0"}
+    with pytest.raises(PluginError, match=r"'plain' is taught by the run runs/x \(teacher_from\) but its config does not"):
+        run_config(plain, task, info, teacher="runs/x", **base)

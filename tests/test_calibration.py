@@ -260,3 +260,47 @@ def test_calibration_after_training_leaves_the_trained_languages_alone_unless_na
         found[name] = {lang: entry["method"] for lang, entry in stored.languages.items()}
         assert json.loads((run.paths.root / "run.json").read_text())["calibration"]["languages"] == sorted(found[name])
     assert found == {"default": {"de": "batch-log"}, "named": {"en": "batch-log", "de": "batch-log"}}
+
+
+def test_domain_calibration_draws_content_free_rows_from_the_languages_own_tokens(calibrated, tmp_path):
+    """Fei et al. 2023: 20 rows of random tokens of the language's unlabelled text, as long as its rows on average;
+    the same rows each time; the prior is their mean distribution."""
+    import shutil
+
+    from xft_core.adapters import check_compatible, load_base, strategy_from_manifest
+    from xft_core.config import DataConfig
+    from xft_core.data.loading import dataset_from_path
+    from xft_core.data.unlabelled import unlabelled_rows
+    from xft_core.evaluation import Calibration, calibrate
+    from xft_core.evaluation.calibration import DOMAIN_SAMPLES, domain_context_rows, log_prior
+    from xft_core.evaluation.predict import predict_rows, with_language
+    from xft_core.util.errors import UserError
+
+    run, data, pm, _ = calibrated
+    package = run.paths.root / "adapters" / "en"
+    base = load_base(package, pm)
+    tokenizer, head = base.tokenizer, base.head
+    unlabelled = unlabelled_rows(dataset_from_path(data, pm), DataConfig(path="-"), head, ["de"])
+    rows = unlabelled["de"].rows  # what calibrate reads: without repeats and evaluation rows
+    texts = [row[head.fields.text] for row in rows]
+    drawn = domain_context_rows(head, tokenizer, rows, "de")
+    assert len(drawn) == DOMAIN_SAMPLES and drawn == domain_context_rows(head, tokenizer, rows, "de"), "reproducible"
+    characters = set("".join(texts)) | {" "}
+    assert all(set(row[head.fields.text]) <= characters for row in drawn), "only pieces of the language's own text"
+    length = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
+    drawn_length = [len(tokenizer(r[head.fields.text], add_special_tokens=False)["input_ids"]) for r in drawn]
+    mean = sum(length) / len(length)  # decoded and tokenized again, neighbouring pieces may merge
+    assert mean / 2 <= sum(drawn_length) / len(drawn_length) <= mean * 1.5, "as long as its rows on average"
+    assert len({r[head.fields.text] for r in drawn}) > 1 and not {r[head.fields.text] for r in drawn} & set(texts)
+    with pytest.raises(UserError, match="domain calibration of xx: no unlabelled rows"):
+        domain_context_rows(head, tokenizer, [], "xx")
+
+    copy = Path(shutil.copytree(run.paths.root, tmp_path / "copy", ignore=shutil.ignore_patterns("checkpoints")))
+    done = calibrate(copy, data, languages=["de"], method="domain", pm=pm, progress=False)
+    entry = Calibration.read(copy / "adapters" / "en").languages["de"]
+    assert done.forward_rows == DOMAIN_SAMPLES and entry["method"] == "domain" and entry["rows"] == DOMAIN_SAMPLES
+    assert entry["from"] == [f"{DOMAIN_SAMPLES} rows of random tokens from {data / 'de.unlabelled.txt'}"]
+    _, strategy = strategy_from_manifest(check_compatible(base, copy / "adapters" / "en"), pm)
+    model = strategy.attach(base.model, copy / "adapters" / "en", "probe", head)
+    predictions = predict_rows(head, model, tokenizer, with_language(drawn, "de"), batch_size=8, max_length=64)
+    assert entry["log_prior"] == pytest.approx(log_prior(predictions, head.labels), abs=1e-4), "their mean distribution"

@@ -115,7 +115,7 @@ def run_config(spec: RecipeSpec, task: SuiteTask, info: RecipeTask, *, teacher: 
                           "(RecipeSpec.config must return them)")
     if teacher:
         if not (fragment.get("self_training") or {}).get("rounds"):
-            raise PluginError(f"Transfer recipe '{spec.name}' names teacher_from '{spec.teacher_from}' but its config "
+            raise PluginError(f"Transfer recipe '{spec.name}' is taught by the run {teacher} (teacher_from) but its config "
                               "does not self-train (self_training.rounds): drop teacher_from or add self_training")
         fragment = merge(fragment, {"self_training": {"teacher": teacher}})
     return merge(base_config(task, **base), fragment)
