@@ -1,10 +1,11 @@
 """Self-training on unlabelled target text (Dong & de Melo 2019; MultiFiT, Eisenschlos et al. 2019).
 
-Round 0 trains on the labelled data as the config says. In round k the adapter of round k-1 (the teacher, its
-label prior calibrated per language first, unless `calibration: none`) labels every target language's unlabelled
-rows; the confident ones, balanced per class (pseudo.py), are written to `rounds/data-k/<language>.jsonl` with the
-labelled source rows, and round k trains on them (from the teacher's weights, `start: teacher`) into one
-multilingual adapter or one per language. The run folder is laid out as usual, so `xft eval`, `xft serve` and
+Round 0 trains on the labelled data as the config says, or is a copy of `self_training.teacher`, a run trained
+before (self-training from the adapter a user has; the folder given is only read). In round k the adapter of
+round k-1 (the teacher, its label prior calibrated per language first, unless `calibration: none`) labels every
+target language's unlabelled rows; the confident ones, balanced per class (pseudo.py), are written to
+`rounds/data-k/<language>.jsonl` with the labelled source rows, and round k trains on them (from the teacher's
+weights, `start: teacher`) into one multilingual adapter or one per language. The run folder is laid out as usual, so `xft eval`, `xft serve` and
 the router read it like any run:
 
     runs/<name>/config.yaml  run.json  metrics.jsonl (every round's lines, with "round")  adapters/ (the last round's)
