@@ -5,8 +5,8 @@ before (self-training from the adapter a user has; the folder given is only read
 round k-1 (the teacher, its label prior calibrated per language first, unless `calibration: none`) labels every
 target language's unlabelled rows; the confident ones, balanced per class (pseudo.py), are written to
 `rounds/data-k/<language>.jsonl` with the labelled source rows, and round k trains on them (from the teacher's
-weights, `start: teacher`) into one multilingual adapter or one per language. The run folder is laid out as usual, so `xft eval`, `xft serve` and
-the router read it like any run:
+weights, `start: teacher`) into one multilingual adapter or one per language. The run folder is laid out as
+usual, so `xft eval`, `xft serve` and the router read it like any run:
 
     runs/<name>/config.yaml  run.json  metrics.jsonl (every round's lines, with "round")  adapters/ (the last round's)
     runs/<name>/rounds/round-0/  data-1/  round-1/  ...   (each round a complete run folder; data-k what it learnt)
