@@ -32,7 +32,7 @@ from xft_core.bench.tasks import TASKS, SuiteTask, task_data
 from xft_core.hooks import RecipeSpec
 from xft_core.util.errors import UserError
 from xft_core.util.files import atomic_write_json, atomic_write_text
-from xft_core.util.runfiles import CONFIG, is_run_folder, read_jsonl_log
+from xft_core.util.runfiles import CONFIG, copy_run, is_run_folder, read_jsonl_log
 
 __all__ = ["Suite", "markdown", "run_suite"]
 
@@ -160,15 +160,15 @@ def _run_one(suite: Suite, task: SuiteTask, spec: RecipeSpec, seed: int, data: P
     run_dir = _run_dir(suite, task, spec, seed)
     train_seconds, examples_per_second, extra = 0.0, 0.0, {}
     if spec.derived_from:
-        parent = suite.out / "runs" / f"{task.name}-{spec.derived_from}-s{seed}"
+        parent = _runs(suite, task, spec.derived_from, seed)
         summary = json.loads((parent / "run.json").read_text(encoding="utf-8"))
         examples_per_second = float(summary["examples_per_second"])
         extra = _cost(summary)
-        if run_dir != parent:  # evaluated differently from its parent (calibrated): a copy of its adapters
-            _copy_run(parent, run_dir)
+        if run_dir != parent:  # calibrated: a copy of its adapters of its own, the parent's stay as trained
+            copy_run(parent, run_dir)
     else:
         shutil.rmtree(run_dir, ignore_errors=True)  # a run cut short earlier starts over
-        teacher = str(suite.out / "runs" / f"{task.name}-{spec.teacher_from}-s{seed}") if spec.teacher_from else ""
+        teacher = str(_runs(suite, task, spec.teacher_from, seed)) if spec.teacher_from else ""
         config = run_config(spec, task, info, name=run_dir.name, out=str(run_dir.parent), model=suite.model,
                             data=str(data), seed=seed, steps=suite.steps_for(task), batch_size=suite.batch_size,
                             teacher=teacher)
@@ -205,18 +205,16 @@ def _cost(summary: dict[str, Any]) -> dict[str, Any]:
     return {key: extra[key] for key in ("unlabelled_forward_rows", "extra_train_steps") if key in extra}
 
 
-def _copy_run(parent: Path, run_dir: Path) -> None:
-    """The parent's run folder without its checkpoints: the adapters a derived recipe changes (calibration) are its
-    own, so the parent's stay as trained."""
-    shutil.rmtree(run_dir, ignore_errors=True)
-    shutil.copytree(parent, run_dir, ignore=shutil.ignore_patterns("checkpoints", "report", "trackers"))
-
-
 def _run_dir(suite: Suite, task: SuiteTask, spec: RecipeSpec, seed: int) -> Path:
     """The run folder a recipe's adapters are in: a derived recipe that only rescales evaluates its parent's
     folder; one that changes the packages (calibration) has a copy of its own."""
     name = spec.derived_from if spec.derived_from and "calibration" not in spec.evaluation else spec.name
-    return suite.out / "runs" / f"{task.name}-{name}-s{seed}"
+    return _runs(suite, task, name, seed)
+
+
+def _runs(suite: Suite, task: SuiteTask, recipe: str, seed: int) -> Path:
+    """The run folder of `recipe` on `task` and `seed`."""
+    return suite.out / "runs" / f"{task.name}-{recipe}-s{seed}"
 
 
 def _source_rows(task: SuiteTask, data: Path) -> int:

@@ -35,7 +35,7 @@ from xft_core.training.pseudo import Kept, select_labels, select_tags
 from xft_core.training.resume import check_run_folder
 from xft_core.training.run import Run
 from xft_core.util.files import atomic_folder, atomic_write_json
-from xft_core.util.runfiles import RUN_INFO, RunPaths, read_metrics_log, write_metrics_log
+from xft_core.util.runfiles import RUN_INFO, RunPaths, copy_run, read_metrics_log, write_metrics_log
 
 SPLIT = "self-training"  # the split name of a round's training rows (data-k/<language>.jsonl)
 SUMMARY = "summary.json"
@@ -153,9 +153,7 @@ class _Plan:
                             adopted=getattr(self.head, "adopted_label_info", ()), key=key)
         self.console.print(f"{self.config.name}: round 0 is the trained run {given}", highlight=False, markup=False,
                            soft_wrap=True)
-        with atomic_folder(folder) as tmp:
-            shutil.copytree(given, tmp, dirs_exist_ok=True,
-                            ignore=shutil.ignore_patterns("checkpoints", "rounds", "report", "trackers"))
+        copy_run(given, folder)
         return _Round(folder, None)
 
     def start_from(self, teacher: Path) -> str:

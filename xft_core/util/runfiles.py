@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from xft_core.util.errors import UserError
-from xft_core.util.files import atomic_write_text
+from xft_core.util.files import atomic_folder, atomic_write_text
 
 CONFIG = "config.yaml"
 METRICS = "metrics.jsonl"
@@ -59,6 +59,17 @@ def run_outputs(paths: RunPaths) -> list[str]:
 
 def is_run_folder(path: Path) -> bool:
     return (Path(path) / CONFIG).is_file()
+
+
+def copy_run(source: Path, target: Path) -> None:
+    """A run folder's config, run.json, metrics and adapters at `target` (written atomically, replacing what is
+    there), without its checkpoints, self-training rounds, report and tracker logs: a copy to evaluate or to
+    calibrate while the source stays as trained."""
+    import shutil
+
+    with atomic_folder(Path(target)) as tmp:
+        shutil.copytree(source, tmp, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("checkpoints", "rounds", "report", "trackers"))
 
 
 def read_jsonl_log(path: Path, *, what: str = "record", drop_torn: str = "") -> list[dict[str, Any]]:
