@@ -50,3 +50,9 @@ class Manifest:
         if not isinstance(data, dict):
             raise AdapterError(f"{path}: expected a JSON object")
         return cls(data)
+
+
+def packages_in(folder: Path) -> list[Path]:
+    """The adapter packages (sub-folders with a manifest) directly in `folder`, sorted; none when it is no folder."""
+    folder = Path(folder)
+    return sorted(p for p in folder.iterdir() if (p / MANIFEST).is_file()) if folder.is_dir() else []

@@ -6,13 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from xft_core.adapters import MANIFEST, AdapterError, Manifest
+from xft_core.adapters import MANIFEST, AdapterError, Manifest, packages_in
 from xft_core.evaluation.matrix import PER_LANGUAGE_LABEL, MatrixRow
 from xft_core.util.runfiles import CONFIG, is_run_folder
-
-
-def _packages_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if (p / MANIFEST).is_file()) if folder.is_dir() else []
 
 
 def calibration_packages(sources: str | Path | Sequence[str | Path]) -> list[Path]:
@@ -20,7 +16,7 @@ def calibration_packages(sources: str | Path | Sequence[str | Path]) -> list[Pat
     found: list[Path] = []
     for source in [sources] if isinstance(sources, (str, Path)) else sources:
         path = Path(source)
-        packages = [path] if (path / MANIFEST).is_file() else _packages_in(path / "adapters") or _packages_in(path)
+        packages = [path] if (path / MANIFEST).is_file() else packages_in(path / "adapters") or packages_in(path)
         if not packages:
             raise AdapterError(f"{path}: neither an xft run folder (with adapters/<name>/{MANIFEST}) nor an adapter "
                                f"package ({MANIFEST})")
@@ -54,9 +50,9 @@ def plan_rows(sources: Sequence[str | Path], *, each_adapter: bool = False) -> t
         if (path / MANIFEST).is_file():
             packages, root, single = [path], run_root(path), True
         elif (path / "adapters").is_dir():
-            packages, root, single = _packages_in(path / "adapters"), path, False
+            packages, root, single = packages_in(path / "adapters"), path, False
         else:
-            packages, root, single = _packages_in(path), run_root(path / "x"), False
+            packages, root, single = packages_in(path), run_root(path / "x"), False
         if not packages:
             raise AdapterError(f"{path}: neither an xft run folder (with adapters/<name>/{MANIFEST}) "
                                f"nor an adapter package ({MANIFEST})")

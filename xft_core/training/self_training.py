@@ -25,6 +25,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from xft_core.adapters import check_init_from, packages_in
 from xft_core.config import ConfigError, RunConfig, load_config, save_config
 from xft_core.data import DataError
 from xft_core.data.readers import warn
@@ -134,7 +135,6 @@ class _Plan:
         """Round 0 as a copy of `self_training.teacher`, a trained run folder (its adapters, run.json and metrics),
         after checking that its packages fit this run like an `init_from` package would; the folder given is only
         read. A resumed run keeps the copy it made."""
-        from xft_core.adapters import check_init_from
         from xft_core.models import resolve_model
 
         folder = self.rounds_dir / "round-0"
@@ -142,8 +142,7 @@ class _Plan:
             return _Round(folder, None)
         given = Path(self.st.teacher).expanduser()
         key = "self_training.teacher"
-        packages = sorted(p for p in (given / "adapters").iterdir() if (p / "xft.json").is_file()) \
-            if (given / "adapters").is_dir() else []
+        packages = packages_in(given / "adapters")
         if not (given / RUN_INFO).is_file() or not packages:
             raise ConfigError(f"{key}: {given} is not a finished training run (it needs {RUN_INFO} and adapters/<name>/"
                               "xft.json); give the folder `xft train` wrote, runs/<name>")
@@ -161,7 +160,7 @@ class _Plan:
         language); none with `start: base`."""
         if self.st.start == "base":
             return ""
-        packages = sorted(p for p in (teacher / "adapters").iterdir() if (p / "xft.json").is_file())
+        packages = packages_in(teacher / "adapters")
         source = [p for p in packages if p.name in self.train_rows]
         return str((source or packages)[0])
 
@@ -234,7 +233,7 @@ class _Plan:
         run = last.run
         assert run is not None, "the last round always runs"
         adapters = {}
-        for package in sorted(p for p in (last.folder / "adapters").iterdir() if (p / "xft.json").is_file()):
+        for package in packages_in(last.folder / "adapters"):
             with atomic_folder(paths.adapters / package.name) as tmp:
                 shutil.copytree(package, tmp, dirs_exist_ok=True)
             adapters[package.name] = paths.adapters / package.name
