@@ -256,6 +256,14 @@ def calibrate(sources: str | Path | Sequence[str | Path], data: Any, *, language
     forward = 0
     with progress_bar(console, enabled=progress, transient=True) as bar:
         task = bar.add_task("calibration", total=len(packages) * len(wanted))
+        inputs, origins = {}, {}  # the same for every package: drawn and described once per language
+        for language in wanted:
+            part = texts.get(language)
+            inputs[language] = prior_inputs(method, base.head, base.tokenizer, part.rows if part else [], language)
+            files = sorted({file for file, _ in part.where}) if part else []
+            origins[language] = (files if method in ONE_PASS else
+                                 [f"{DOMAIN_SAMPLES} rows of random tokens from {', '.join(files)}"] if method == "domain"
+                                 else ["content-free inputs"])
         for package in packages:
             _, strategy = strategy_from_manifest(check_compatible(base, package), pm)
             model = strategy.attach(base.model, package, "xft-calibrate", base.head)
@@ -264,16 +272,10 @@ def calibrate(sources: str | Path | Sequence[str | Path], data: Any, *, language
                 for language in wanted:
                     bar.update(task, description=f"{package.name}: {method} prior of {language}")
                     strategy.activate(model, "xft-calibrate", language)
-                    part = texts.get(language)
-                    rows = part.rows if part else []
-                    inputs = prior_inputs(method, base.head, base.tokenizer, rows, language)
-                    predictions = predict_rows(base.head, model, base.tokenizer, with_language(inputs, language),
+                    predictions = predict_rows(base.head, model, base.tokenizer, with_language(inputs[language], language),
                                                batch_size=batch_size, max_length=max_length, precision=precision)
-                    forward += len(inputs)
-                    origin = sorted({file for file, _ in part.where}) if part and method in FROM_TEXT else ["content-free inputs"]
-                    if method == "domain":
-                        origin = [f"{DOMAIN_SAMPLES} rows of random tokens from {', '.join(origin)}"]
-                    calibration.estimate(language, predictions, method, origin)
+                    forward += len(inputs[language])
+                    calibration.estimate(language, predictions, method, origins[language])
                     bar.advance(task)
                 calibration.write(package)
                 found[package] = calibration
