@@ -255,3 +255,55 @@ def test_device_check_quick(tmp_path):
     assert "FAILED" not in out
     report = json.loads((tmp_path / "check.json").read_text())
     assert set(report["results"]) == {"training", "inference", "hot swap", "serve", "DDP", "FSDP"}
+
+
+@pytest.mark.skipif(not SIB.is_dir(), reason=f"needs the SIB-200 data in {SIB}")
+def test_rescore_quick(tmp_path):
+    work = tmp_path / "work"
+    out = run(tmp_path, "rescore.py", "--quick", "--work", str(work))
+    hardware(out)
+    numbers(out, rf"^sib200 / verbalizer / seeds 0: 16 test rows per language .*source language \(raw\) {NUMBER}$")
+    methods = ("raw", "batch", "batch-log", "contextual", "domain")
+    score, gain, sample, sample_gain = numbers(out, rf"^\| raw \| {NUMBER} \| {NUMBER} \| - \| {NUMBER} \| {NUMBER} \|$")
+    assert 0 <= score <= 100 and gain == 0 and sample_gain == 0
+    for method in methods[1:]:
+        score, gain, low, high, sample, sample_gain = numbers(
+            out, rf"^\| {re.escape(method)} \| {NUMBER} \| {NUMBER} \| {NUMBER} \.\. {NUMBER} \| {NUMBER} \| {NUMBER} \|$")
+        assert 0 <= score <= 100 and 0 <= sample <= 100 and low <= high
+    report = json.loads((work / "rescore-sib200-verbalizer.json").read_text())
+    assert report["test_rows"] == 16 and list(report["methods"]) == list(methods)
+    raw = report["methods"]["raw"]
+    assert len(raw["per_language"]) == 9 and "interval" not in raw
+    for method in methods[1:]:
+        entry = report["methods"][method]
+        assert entry["gain"] == pytest.approx(entry["zero_shot"] - raw["zero_shot"])
+        low, high = entry["interval"]
+        assert low <= high
+    # a second call reuses the kept predictions (no model is loaded: nothing is predicted again)
+    again = run(tmp_path, "rescore.py", "--quick", "--work", str(work))
+    assert "predicted " not in again and json.loads((work / "rescore-sib200-verbalizer.json").read_text()) == report
+
+
+def test_rescore_macro_f1_is_xfts():
+    """The vectorised macro-F1 behind the intervals equals xft's metric on every row of a batch of label vectors."""
+    import importlib.util
+
+    import numpy as np
+
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        spec = importlib.util.spec_from_file_location("rescore", BENCHMARKS / "rescore.py")
+        rescore = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(rescore)
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    from xft_metrics import macro_f1
+
+    rng = np.random.default_rng(1)
+    pred, gold = rng.integers(0, 4, size=(2, 5, 30)), rng.integers(0, 4, size=(2, 5, 30))
+    pred[0, 0] = 2  # one row predicts a single class; another lacks a class entirely
+    gold[1, 1] = np.where(gold[1, 1] == 3, 0, gold[1, 1])
+    got = rescore.macro_f1(pred, gold, 4)
+    for i in range(2):
+        for j in range(5):
+            assert got[i, j] == pytest.approx(macro_f1(list(pred[i, j]), list(gold[i, j])))
