@@ -75,6 +75,9 @@ def test_quick_suite_runs_every_recipe_reports_and_resumes(tmp_path, capsys):
     markdown = (out / "transfer.md").read_text(encoding="utf-8")
     assert "| verbalizer |" in markdown and "vs base (zero-shot)" in markdown
     assert "## sib200 (macro_f1), 4 steps" in markdown and "## xnli (macro_f1), 4 steps" in markdown
+    # the quick suite scores 8 lines per target: the report says the ± leaves their sampling out
+    assert markdown.count("Each target is scored on the same 8 lines in every target language and every seed") == 2
+    assert report["tasks"]["xnli"]["sampling"].startswith("Each target is scored on the same 8 lines")
     assert all(r["steps"] == 4 and r["batch_size"] == 4 for r in runs)
 
     assert all(r["eval_rows"]["eng" if r["task"] == "sib200" else "en"] == 16 for r in runs), \
@@ -313,3 +316,15 @@ def test_a_teacher_from_recipe_is_checked_and_gets_its_teacher_in_self_training(
     assert config["self_training"] == {"rounds": 1, "steps": 3, "teacher": "runs/xnli-plain-s0"}
     with pytest.raises(PluginError, match=r"'plain' is taught by the run runs/x \(teacher_from\) but its config does not"):
         run_config(plain, task, info, teacher="runs/x", **base)
+
+
+def test_sampling_note_says_what_the_spread_leaves_out():
+    from xft_core.bench.report import sampling_note
+    from xft_core.bench.tasks import TASKS
+
+    assert sampling_note(TASKS["xnli"], 0) == "", "every row evaluated: nothing to say"
+    parallel = sampling_note(TASKS["sib200"], 50)
+    assert "the same 50 lines in every target language and every seed" in parallel and "rests on 50 items" in parallel
+    own = sampling_note(TASKS["udpos"], 50)
+    assert "the same 50 lines of each target language for every seed" in own and "rests on" not in own
+    assert all("benchmarks/rescore.py" in note for note in (parallel, own))

@@ -48,10 +48,23 @@ def summarise(suite: Any, recipes: dict[str, Any], baseline: str) -> dict[str, A
             values["source_vs_baseline"] = values["source_mean"] - base["source_mean"] if base else None
         metric = next((r["metric"] for r in suite.results if r["task"] == task_name), "")
         tasks[task_name] = {"source": task.source, "targets": list(task.targets), "metric": metric, "how": task.how,
-                            "unlabelled_how": task.unlabelled_how, "steps": suite.steps_for(task), "recipes": rows}
+                            "unlabelled_how": task.unlabelled_how, "steps": suite.steps_for(task), "recipes": rows,
+                            "sampling": sampling_note(task, suite.eval_rows)}
     return {"model": suite.model, "steps": suite.steps or "per task", "batch_size": suite.batch_size, "seeds": suite.seeds,
             "eval_rows": suite.eval_rows or "all", "source_eval_rows": suite.source_eval_rows or "all",
             "baseline": baseline, "tasks": tasks, "runs": suite.results}
+
+
+def sampling_note(task: Any, eval_rows: int) -> str:
+    """What a cut evaluation leaves out of the table's ± (empty when every row is evaluated)."""
+    if not eval_rows:
+        return ""
+    same = (f"the same {eval_rows} lines in every target language and every seed (the sets are parallel), so the "
+            f"zero-shot average rests on {eval_rows} items" if task.parallel else
+            f"the same {eval_rows} lines of each target language for every seed")
+    return (f"Each target is scored on {same}: the ± is the spread over seeds only and leaves out the sampling of "
+            "those lines, and a difference of a few points between recipes may not hold on the whole split. "
+            "`benchmarks/rescore.py` scores a recipe's runs on every row, with intervals over the items")
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -66,6 +79,8 @@ def markdown(report: dict[str, Any]) -> str:
         lines += [f"## {name} ({task['metric']}), {task['steps']} steps", "", task["how"] + ".", ""]
         if any("unlabelled" in r["needs"] for r in task["recipes"].values()) and task.get("unlabelled_how"):
             lines += [f"Unlabelled target text: {task['unlabelled_how']}.", ""]
+        if task.get("sampling"):
+            lines += [task["sampling"] + ".", ""]
         lines += ["| recipe | English | zero-shot avg | vs base (zero-shot) | vs base (English) | examples/s | wall s | "
                   "unlabelled rows | extra steps | seeds |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for recipe, r in task["recipes"].items():

@@ -38,6 +38,7 @@ class SuiteTask:
     steps: int = 40  # the suite's step budget for every recipe on this task, unless --steps says otherwise
     unlabelled_split: str = UNLABELLED
     unlabelled_how: str = ""  # where the targets' unlabelled text comes from, for the report
+    parallel: bool = False  # the languages' evaluation files hold the same items in the same order (translations)
 
     @property
     def languages(self) -> list[str]:
@@ -51,7 +52,7 @@ TASKS = {
         how="SIB-200 as shipped: train on eng.train (701 rows), evaluate on each language's test split (204 rows); "
             "the sets are parallel, so no test row is a translation of a training row",
         unlabelled_how="each target's dev split without its labels (99 rows: items neither in train nor in test, so "
-                       "never a translation of a training or evaluation row)"),
+                       "never a translation of a training or evaluation row)", parallel=True),
     "xnli": SuiteTask(
         "xnli", "classification", "nli", "en",
         ("ar", "bg", "de", "el", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur", "vi", "zh"),
@@ -61,7 +62,7 @@ TASKS = {
             f"also occurs in lines 1-{XNLI_TEST_START} (498 rows), so no test row is a translation of a training row and "
             "no test premise was seen in training",
         unlabelled_how=f"lines {XNLI_TRAIN_ROWS + 1}-{XNLI_UNLABELLED_END} of each target without labels (whole premise "
-                       "groups, disjoint from the training and the test lines)"),
+                       "groups, disjoint from the training and the test lines)", parallel=True),
     "udpos": SuiteTask(
         "udpos", "tagging", "ud_pos", "en", ("af", "de", "el", "es", "fr", "hi", "te", "tr", "vi", "zh"),
         max_length=128, how="UD POS as shipped: train on en.train, evaluate on each language's test split",
