@@ -45,6 +45,9 @@ def main() -> int:
     parser.add_argument("--suite", type=Path, nargs="+", help="suite --out folder(s) holding runs/<task>-<recipe>-s<seed>")
     parser.add_argument("--task", default="xnli", help="suite task (a classification task: sib200, xnli)")
     parser.add_argument("--recipe", default="verbalizer", help="the recipe whose uncalibrated runs are scored again")
+    parser.add_argument("--against", default="", metavar="RECIPE",
+                        help="also compare with this recipe's raw runs of the same seeds (say, verbalizer-st against "
+                             "verbalizer): each method's difference to it, with its interval over the items")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data", help="folder with sib200/, nli/")
     parser.add_argument("--max-examples", type=int, default=0, help="test rows per language (0: all)")
@@ -73,11 +76,14 @@ def main() -> int:
     runs = {seed: find_run(args.suite, task.name, args.recipe, seed) for seed in args.seeds}
     data = prepared_data(task, args)
     precision = None
-    dumps = {}
+    dumps, against = {}, {}
     for seed, run in runs.items():
         dumps[seed], precision = predictions(run, task, data, args.work / "predictions")
+        if args.against:
+            against[seed], _ = predictions(find_run(args.suite, task.name, args.against, seed), task, data,
+                                           args.work / "predictions")
     print_hardware(precision)
-    report = summarise(task, args, dumps, data)
+    report = summarise(task, args, dumps, data, against)
     path = args.work / f"rescore-{task.name}-{args.recipe}.json"
     path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     print_report(report)
@@ -194,7 +200,10 @@ def macro_f1(pred: Any, gold: Any, classes: int) -> Any:
     return total / np.maximum(present, 1)
 
 
-def summarise(task: Any, args: argparse.Namespace, dumps: dict[int, dict[str, Any]], data: Path) -> dict[str, Any]:
+def summarise(task: Any, args: argparse.Namespace, dumps: dict[int, dict[str, Any]], data: Path,
+              against: dict[int, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Per method: the zero-shot mean (per seed, per language), its gain over the raw adapter and over the raw runs
+    of `against` (when given), each with its bootstrap interval over the items, and its score on the suite's sample."""
     import numpy as np
 
     seeds = sorted(dumps)
@@ -217,7 +226,13 @@ def summarise(task: Any, args: argparse.Namespace, dumps: dict[int, dict[str, An
     out: dict[str, Any] = {"task": task.name, "recipe": args.recipe, "seeds": seeds, "test_rows": n,
                            "sample_rows": int(sample.sum()) if sample is not None else 0,
                            "source": {"mean": statistics.mean(source), "per_seed": source}, "methods": {}}
-    boot_raw = None
+    boot_raw = boot_ref = None
+    if against:
+        if any(against[s]["gold"] != dumps[s]["gold"] or against[s]["labels"] != labels for s in seeds):
+            raise SystemExit(f"--against {args.against}: its runs were scored on other rows or labels")
+        reference = np.array([[predicted_labels(against[s], lang, "raw") for lang in targets] for s in seeds])
+        out["against"] = {"recipe": args.against, "zero_shot": float(macro_f1(reference, gold_t, len(labels)).mean())}
+        boot_ref = np.array([macro_f1(reference[..., d], gold_t[..., d], len(labels)).mean() for d in draws])
     for m in methods:
         scores = macro_f1(pred[m], gold_t, len(labels))  # seed x language
         entry = {"zero_shot": float(scores.mean()), "per_seed": [float(x) for x in scores.mean(1)],
@@ -229,6 +244,9 @@ def summarise(task: Any, args: argparse.Namespace, dumps: dict[int, dict[str, An
             diff = boot - boot_raw
             entry["gain"] = entry["zero_shot"] - out["methods"]["raw"]["zero_shot"]
             entry["interval"] = [float(np.percentile(diff, 2.5)), float(np.percentile(diff, 97.5))]
+        if boot_ref is not None:
+            entry["vs_against"] = entry["zero_shot"] - out["against"]["zero_shot"]
+            entry["against_interval"] = [float(np.percentile(boot - boot_ref, q)) for q in (2.5, 97.5)]
         if sample is not None:
             entry["sample_zero_shot"] = float(macro_f1(pred[m][..., sample], gold_t[..., sample], len(labels)).mean())
         out["methods"][m] = entry
@@ -255,10 +273,14 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"\n{report['task']} / {report['recipe']} / seeds {seeds}: {report['test_rows']} test rows per language "
           f"(the same items in every language); source language (raw) {source:.1f}")
     sample = report["sample_rows"]
+    other = report.get("against", {}).get("recipe")
+    if other:
+        print(f"against: {other} (raw) {report['against']['zero_shot'] * 100:.1f} on the same rows and seeds")
     head = f"| method | zero-shot, {report['test_rows']} rows | vs raw | 95% interval (items) |" + (
-        f" zero-shot, suite's {sample} | vs raw |" if sample else "")
+        f" zero-shot, suite's {sample} | vs raw |" if sample else "") + (
+        f" vs {other} | 95% interval (items) |" if other else "")
     print(head)
-    print("|---|---:|---:|---|" + ("---:|---:|" if sample else ""))
+    print("|---|---:|---:|---|" + ("---:|---:|" if sample else "") + ("---:|---|" if other else ""))
     raw = report["methods"]["raw"]
     for name, entry in report["methods"].items():
         gain = entry.get("gain", 0.0) * 100
@@ -268,6 +290,9 @@ def print_report(report: dict[str, Any]) -> None:
         if sample:
             shift = entry["sample_zero_shot"] - raw["sample_zero_shot"]
             line += f" {entry['sample_zero_shot'] * 100:.1f} | {shift * 100:+.1f} |"
+        if other:
+            low, high = entry["against_interval"]
+            line += f" {entry['vs_against'] * 100:+.1f} | {low * 100:+.1f} .. {high * 100:+.1f} |"
         print(line)
     languages = list(raw["per_language"])
     print("\n| method | " + " | ".join(languages) + " |")

@@ -282,6 +282,15 @@ def test_rescore_quick(tmp_path):
     # a second call reuses the kept predictions (no model is loaded: nothing is predicted again)
     again = run(tmp_path, "rescore.py", "--quick", "--work", str(work))
     assert "predicted " not in again and json.loads((work / "rescore-sib200-verbalizer.json").read_text()) == report
+    # against itself: the raw runs differ from themselves by nothing, on every resample; each method by its gain
+    itself = run(tmp_path, "rescore.py", "--quick", "--work", str(work), "--against", "verbalizer")
+    compared = json.loads((work / "rescore-sib200-verbalizer.json").read_text())
+    assert compared["against"] == {"recipe": "verbalizer", "zero_shot": raw["zero_shot"]}
+    assert compared["methods"]["raw"]["vs_against"] == 0 and compared["methods"]["raw"]["against_interval"] == [0, 0]
+    for method in methods[1:]:
+        entry = compared["methods"][method]
+        assert entry["vs_against"] == pytest.approx(entry["gain"]) and entry["against_interval"] == entry["interval"]
+    numbers(itself, rf"^\| raw \| {NUMBER} \| {NUMBER} \| - \| {NUMBER} \| {NUMBER} \| {NUMBER} \| {NUMBER} \.\. {NUMBER} \|$")
 
 
 def test_rescore_macro_f1_is_xfts():
