@@ -123,20 +123,25 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 def predictions(run: Path, task: Any, data: Path, cache: Path) -> tuple[dict[str, Any], str]:
     """{"labels", "parts": {language: {part: [scores per row]}}, "gold": {language: [label per test row]}} of the
-    run's package, and the precision it predicted in; from the cache when it holds this run on these rows."""
-    from xft_core.adapters import check_compatible, load_base, strategy_from_manifest
-    from xft_core.evaluation.calibration import prior_inputs, run_settings
+    run's packages (each language answered as the router would: `teacher_predictions`), and the precision they
+    predicted in; from the cache when it holds this run on these rows."""
+    from xft_core.adapters import load_base
+    from xft_core.evaluation.calibration import Calibration, prior_inputs, run_settings
     from xft_core.evaluation.plan import calibration_packages
-    from xft_core.evaluation.predict import predict_rows, with_language
+    from xft_core.evaluation.teacher import teacher_predictions
     from xft_core.hooks.manager import get_plugin_manager
+    from xft_core.util.files import atomic_write_json
     from xft_core.util.precision import resolve_precision
 
-    package = calibration_packages(run)[0]
-    max_length, precision = run_settings(package)
-    precision = resolve_precision(precision, "cpu")
+    packages = calibration_packages(run)
+    calibrated = [p.name for p in packages if Calibration.read(p) is not None]
+    if calibrated:
+        raise SystemExit(f"{run}: package(s) {', '.join(calibrated)} hold a calibration; rescore.py scores a recipe's "
+                         "uncalibrated runs (a calibrated recipe's parent) and calibrates them itself")
+    precision = resolve_precision(run_settings(packages[0])[1], "cpu")
     rows = {lang: read_jsonl(data / f"{lang}.{task.eval_split}.jsonl") for lang in task.languages}
     unlabelled = {lang: read_jsonl(data / f"{lang}.{task.unlabelled_split}.jsonl") for lang in task.targets}
-    key = {"run": str(run.resolve()), "package": package.name, "precision": precision,
+    key = {"run": str(run.resolve()), "package": packages[0].name, "precision": precision,
            "rows": {lang: len(r) for lang, r in rows.items()}, "unlabelled": {lang: len(r) for lang, r in unlabelled.items()}}
     path = cache / f"{run.name}.json"
     if path.is_file():
@@ -144,29 +149,29 @@ def predictions(run: Path, task: Any, data: Path, cache: Path) -> tuple[dict[str
         if cached.get("key") == key:
             return cached, precision
     pm = get_plugin_manager()
-    base = load_base(package, pm)
-    _, strategy = strategy_from_manifest(check_compatible(base, package), pm)
-    model = strategy.attach(base.model, package, "rescore", base.head)
-    labels = list(base.head.labels)
-    parts: dict[str, dict[str, list[list[float]]]] = {}
+    base = load_base(packages[0], pm)  # the head and tokenizer the content-free and domain rows are built with
+    inputs: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for lang in task.languages:
-        strategy.activate(model, "rescore", lang)
-        inputs = {"test": rows[lang]}
+        inputs[lang] = {"test": rows[lang]}
         if lang in unlabelled:
-            inputs.update(unlabelled=unlabelled[lang],
-                          contextual=prior_inputs("contextual", base.head, base.tokenizer, unlabelled[lang], lang),
-                          domain=prior_inputs("domain", base.head, base.tokenizer, unlabelled[lang], lang))
-        parts[lang] = {}
-        for part, part_rows in inputs.items():
-            out = predict_rows(base.head, model, base.tokenizer, with_language(part_rows, lang), batch_size=32,
-                               max_length=max_length, precision=precision)
-            parts[lang][part] = [[float(p["scores"][label]) for label in labels] for p in out]
-        print(f"predicted {run.name} {lang}", flush=True)
-    dump = {"key": key, "labels": labels, "parts": parts,
+            inputs[lang].update(
+                unlabelled=unlabelled[lang],
+                contextual=prior_inputs("contextual", base.head, base.tokenizer, unlabelled[lang], lang),
+                domain=prior_inputs("domain", base.head, base.tokenizer, unlabelled[lang], lang))
+    labels = list(base.head.labels)
+    del base
+    print(f"predicting {run.name}: {sum(len(r) for parts in inputs.values() for r in parts.values())} rows", flush=True)
+    answered = teacher_predictions(run, {lang: [row for part in parts.values() for row in part]
+                                         for lang, parts in inputs.items()}, pm=pm, progress=True)
+    scores: dict[str, dict[str, list[list[float]]]] = {}
+    for lang, parts in inputs.items():
+        flat = iter(answered[lang])
+        # the part's rows first: zip stops on them before it takes a prediction of the next part
+        scores[lang] = {part: [[float(p["scores"][label]) for label in labels] for _, p in zip(part_rows, flat)]
+                        for part, part_rows in parts.items()}
+    dump = {"key": key, "labels": labels, "parts": scores,
             "gold": {lang: [row["label"] for row in r] for lang, r in rows.items()}}
     cache.mkdir(parents=True, exist_ok=True)
-    from xft_core.util.files import atomic_write_json
-
     atomic_write_json(path, dump)
     return dump, precision
 

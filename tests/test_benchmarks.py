@@ -281,7 +281,8 @@ def test_rescore_quick(tmp_path):
         assert low <= high
     # a second call reuses the kept predictions (no model is loaded: nothing is predicted again)
     again = run(tmp_path, "rescore.py", "--quick", "--work", str(work))
-    assert "predicted " not in again and json.loads((work / "rescore-sib200-verbalizer.json").read_text()) == report
+    assert "predicting sib200-verbalizer-s0: " in out and "predicting " not in again
+    assert json.loads((work / "rescore-sib200-verbalizer.json").read_text()) == report
     # against itself: the raw runs differ from themselves by nothing, on every resample; each method by its gain
     itself = run(tmp_path, "rescore.py", "--quick", "--work", str(work), "--against", "verbalizer")
     compared = json.loads((work / "rescore-sib200-verbalizer.json").read_text())
