@@ -328,3 +328,37 @@ def test_sampling_note_says_what_the_spread_leaves_out():
     own = sampling_note(TASKS["udpos"], 50)
     assert "the same 50 lines of each target language for every seed" in own and "rests on" not in own
     assert all("benchmarks/rescore.py" in note for note in (parallel, own))
+
+
+def test_every_installed_recipe_builds_a_valid_run_config_for_each_task_it_applies_to():
+    """A recipe's fragment is only read when the suite reaches its runs: a misspelt option (say a teacher's
+    calibration 'batchlog') would fail hours into a suite. Every installed recipe, on every suite task of its kinds,
+    must give a config the loader accepts and whose plugins and options resolve; and a bad value is caught here."""
+    from xft_core.bench.recipes import check_recipe, installed_recipes, recipe_task, run_config
+    from xft_core.bench.tasks import TASKS
+    from xft_core.config import ConfigError
+    from xft_core.config.load import load_config
+    from xft_core.hooks.manager import get_plugin_manager
+    from xft_core.training.prepare import resolve_plugins
+
+    pm = get_plugin_manager()
+    recipes = installed_recipes(pm)
+    checked = {}
+    for spec in recipes.values():
+        check_recipe(spec, recipes)
+        for task in TASKS.values():
+            if task.kind not in spec.kinds:
+                continue
+            plain = recipe_task(task, steps=8, batch_size=4, unlabelled=True)
+            resources = {name: f"prepared/{name}" for name in (spec.prepare(plain) if spec.prepare else {})}
+            info = recipe_task(task, steps=8, batch_size=4, unlabelled=True, resources=resources)
+            config = run_config(spec, task, info, teacher="runs/teacher" if spec.teacher_from else "", name="n",
+                                out="runs", model="m", data="data", seed=0, steps=8, batch_size=4)
+            resolve_plugins(load_config(config), pm)
+            checked[spec.name, task.name] = load_config(config)
+    assert checked["verbalizer-stbl", "xnli"].self_training.calibration == "batch-log"
+    assert checked["verbalizer-stbl", "xnli"].self_training.teacher == "runs/teacher"
+    assert checked["lora-head-st", "udpos"].self_training.rounds == 1
+    config["self_training"] = {"rounds": 1, "calibration": "batchlog"}
+    with pytest.raises(ConfigError, match="self_training.calibration: 'batchlog' is not valid. Choose one of: none, batch"):
+        load_config(config)
