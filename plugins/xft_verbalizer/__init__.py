@@ -323,20 +323,17 @@ def xft_transfer_recipes():
         yield RecipeSpec(name=f"verbalizer-st-{short}", config=_verbalizer(self_training={}), derived_from="verbalizer-st",
                          needs=("unlabelled",), evaluation={"calibration": method},
                          description=f"verbalizer-st's student calibrated per target ({method}) before evaluation")
-    yield RecipeSpec(name="verbalizer-stcc", config=_verbalizer(self_training={"calibration": "contextual"}),
-                     teacher_from="verbalizer", needs=("unlabelled",),
-                     description="verbalizer-st with the teacher's label prior per target from content-free inputs "
-                                 "(contextual calibration) instead of its unlabelled text")
-    yield RecipeSpec(name="verbalizer-stcc-cc", config=_verbalizer(self_training={"calibration": "contextual"}),
-                     derived_from="verbalizer-stcc", needs=("unlabelled",), evaluation={"calibration": "contextual"},
-                     description="verbalizer-stcc's student calibrated per target from content-free inputs too")
-    yield RecipeSpec(name="verbalizer-stbl", config=_verbalizer(self_training={"calibration": "batch-log"}),
-                     teacher_from="verbalizer", needs=("unlabelled",),
-                     description="verbalizer-st with the teacher calibrated per target in log space (batch-log, the "
-                                 "calibration that scored best on every test row of SIB-200 and XNLI) before it labels")
-    yield RecipeSpec(name="verbalizer-stbl-bcl", config=_verbalizer(self_training={"calibration": "batch-log"}),
-                     derived_from="verbalizer-stbl", needs=("unlabelled",), evaluation={"calibration": "batch-log"},
-                     description="verbalizer-stbl's student calibrated per target (batch-log) too")
+    # self-training whose teacher is calibrated another way before it labels, and its student calibrated so too
+    for method, teacher, student, how, too in (
+            ("contextual", "verbalizer-stcc", "cc", "the teacher's label prior per target from content-free inputs "
+             "(contextual calibration) instead of its unlabelled text", "from content-free inputs too"),
+            ("batch-log", "verbalizer-stbl", "bcl", "the teacher calibrated per target in log space (batch-log, the "
+             "calibration that scored best on every test row of SIB-200 and XNLI) before it labels", "(batch-log) too")):
+        config = _verbalizer(self_training={"calibration": method})
+        yield RecipeSpec(name=teacher, config=config, teacher_from="verbalizer", needs=("unlabelled",),
+                         description=f"verbalizer-st with {how}")
+        yield RecipeSpec(name=f"{teacher}-{student}", config=config, derived_from=teacher, needs=("unlabelled",),
+                         evaluation={"calibration": method}, description=f"{teacher}'s student calibrated per target {too}")
     yield RecipeSpec(name="verbalizer-auto", config=_verbalizer(template="auto"),
                      description="the verbalizer with template: auto (from the label names, else the best of topic, "
                                  "sentiment and answer zero-shot on the source's dev rows) instead of the task's template")
