@@ -354,11 +354,12 @@ def test_every_installed_recipe_builds_a_valid_run_config_for_each_task_it_appli
             info = recipe_task(task, steps=8, batch_size=4, unlabelled=True, resources=resources)
             config = run_config(spec, task, info, teacher="runs/teacher" if spec.teacher_from else "", name="n",
                                 out="runs", model="m", data="data", seed=0, steps=8, batch_size=4)
-            resolve_plugins(load_config(config), pm)
-            checked[spec.name, task.name] = load_config(config)
+            loaded = load_config(config)
+            resolve_plugins(loaded, pm)
+            checked[spec.name, task.name] = loaded
     assert checked["verbalizer-stbl", "xnli"].self_training.calibration == "batch-log"
     assert checked["verbalizer-stbl", "xnli"].self_training.teacher == "runs/teacher"
     assert checked["lora-head-st", "udpos"].self_training.rounds == 1
-    config["self_training"] = {"rounds": 1, "calibration": "batchlog"}
+    misspelt = {**config, "self_training": {"rounds": 1, "calibration": "batchlog"}}  # the last recipe's config
     with pytest.raises(ConfigError, match="self_training.calibration: 'batchlog' is not valid. Choose one of: none, batch"):
-        load_config(config)
+        load_config(misspelt)
